@@ -1,0 +1,32 @@
+"""
+C{python -m rustybeam}: the same server as C{twistd -n rustybeam}, without twistd.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.python import usage
+
+
+def main(argv: list[str] | None = None) -> None:
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from rustybeam.tap import Options, makeService
+
+    options = Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as e:
+        print(f"{sys.argv[0]}: {e}\n{options}", file=sys.stderr)
+        raise SystemExit(2)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    service = makeService(options)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

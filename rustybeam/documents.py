@@ -1,0 +1,511 @@
+"""
+The document store: parse, apply, persist, and record every change.
+
+L{DocumentStore} owns one directory of documents. Reads come from a bounded cache of
+parsed lxml trees that is re-read when a file changes underneath (mtime, size, inode).
+Writes to one document are applied one at a time in arrival order; each is computed on
+a copy of the tree (so a failure leaves nothing changed), written atomically and
+durably (temporary file, fsync, rename, directory fsync) in a worker thread, and only
+then installed in the cache and reported, as one L{Change}, to the change sink.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Awaitable, Callable, TypeVar
+
+from lxml import etree
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from rustybeam import markup
+from rustybeam.changes import Change, ChangeSink
+from rustybeam.errors import (
+    IS_DIRECTORY,
+    NO_MATCH,
+    NOT_FOUND,
+    NOT_HTML,
+    NOT_UTF8,
+    PRECONDITION_FAILED,
+    WRITE_FAILED,
+    Problem,
+)
+from rustybeam.paths import DocumentPath, resolve
+from rustybeam.selectors import Selector
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Options of a L{DocumentStore}."""
+
+    cacheSize: int = 256
+    """How many parsed documents are kept in memory."""
+    fsync: bool = True
+    """Whether writes are flushed to stable storage before they are acknowledged."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What HTTP needs to describe a file without reading it."""
+
+    size: int
+    mtime: float
+    etag: str
+    contentType: str
+
+    @property
+    def lastModified(self) -> str:
+        return formatdate(self.mtime, usegmt=True)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of a write: the response body (nodes as stored) and the change."""
+
+    content: str
+    change: Change
+    created: bool = False
+
+
+@dataclass
+class _Cached:
+    stamp: tuple[int, int, int]
+    tree: etree._ElementTree
+
+
+def contentTypeOf(filename: str) -> str:
+    if filename.lower().endswith((".html", ".htm")):
+        return "text/html; charset=utf-8"
+    guessed, _ = mimetypes.guess_type(filename)
+    if guessed is None:
+        return "application/octet-stream"
+    if guessed.startswith("text/") or guessed in ("application/javascript", "application/json"):
+        return guessed + "; charset=utf-8"
+    return guessed
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _etag(st: os.stat_result) -> str:
+    return '"%x-%x-%x"' % _stamp(st)
+
+
+def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> None:
+    """Replace C{filename} with C{data} so that a crash leaves the old or new file."""
+    dirname = os.path.dirname(filename)
+    try:
+        mode = os.stat(filename).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(prefix=".rustybeam-", suffix=".tmp", dir=dirname)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, filename)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if fsync:
+        _fsyncDirectory(dirname)
+
+
+def durableUnlink(filename: str, fsync: bool = True) -> None:
+    os.unlink(filename)
+    if fsync:
+        _fsyncDirectory(os.path.dirname(filename))
+
+
+def _fsyncDirectory(dirname: str) -> None:
+    dfd = os.open(dirname, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def decodeBody(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NOT_UTF8.because(f"invalid byte at offset {e.start}") from None
+
+
+class DocumentStore:
+    """
+    All documents under one root directory.
+
+    @param root: the document root; nothing outside it is read or written.
+    @param onChange: the single notification point every applied change is handed to.
+    @param reactor: provides the thread pool that durable writes run in.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        root: str,
+        onChange: ChangeSink | None = None,
+        options: StoreOptions = StoreOptions(),
+        reactor: IReactorThreads | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor  # type: ignore[assignment]
+        self.root = os.path.realpath(root)
+        self.options = options
+        self.onChange: ChangeSink = onChange or (lambda change: None)
+        self._reactor = reactor
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._locks: dict[str, DeferredLock] = {}
+        self._sequences: dict[str, int] = {}
+        self._inflight: set[Deferred] = set()
+
+    # Reading
+
+    def locate(self, rawPath: bytes | str) -> DocumentPath:
+        return resolve(self.root, rawPath)
+
+    def info(self, doc: DocumentPath) -> FileInfo | None:
+        """Describe C{doc}, or C{None} when it does not exist."""
+        try:
+            st = os.stat(doc.filename)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not os.path.isfile(doc.filename):
+            raise IS_DIRECTORY
+        return FileInfo(st.st_size, st.st_mtime, _etag(st), contentTypeOf(doc.filename))
+
+    def read(self, doc: DocumentPath) -> bytes:
+        try:
+            with open(doc.filename, "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NOT_FOUND from None
+
+    def sequence(self, url: str) -> int:
+        """The sequence number of the last change applied to C{url} (0 if none)."""
+        return self._sequences.get(url, 0)
+
+    def tree(self, doc: DocumentPath) -> etree._ElementTree:
+        """The parsed document, from the cache when the file has not changed."""
+        if not doc.isHTML:
+            raise NOT_HTML
+        try:
+            st = os.stat(doc.filename)
+        except (FileNotFoundError, NotADirectoryError):
+            self._cache.pop(doc.url, None)
+            raise NOT_FOUND from None
+        cached = self._cache.get(doc.url)
+        if cached is not None and cached.stamp == _stamp(st):
+            self._cache.move_to_end(doc.url)
+            return cached.tree
+        tree = markup.parseDocument(self.read(doc))
+        self._remember(doc.url, _stamp(st), tree)
+        return tree
+
+    def select(self, doc: DocumentPath, selector: Selector) -> list[etree._Element]:
+        matches = selector.select(self.tree(doc).getroot())
+        if not matches:
+            raise NO_MATCH.because(selector.css)
+        return matches
+
+    def cachedTree(self, url: str) -> etree._ElementTree | None:
+        """The cached tree of C{url} if it is in memory; never touches the disk."""
+        cached = self._cache.get(url)
+        return cached.tree if cached is not None else None
+
+    def _remember(self, url: str, stamp: tuple[int, int, int], tree: etree._ElementTree) -> None:
+        self._cache[url] = _Cached(stamp, tree)
+        self._cache.move_to_end(url)
+        while len(self._cache) > self.options.cacheSize:
+            self._cache.popitem(last=False)
+
+    # Writing
+
+    def replace(
+        self, doc: DocumentPath, selector: Selector, body: bytes, ifMatch: str | None = None
+    ) -> Deferred[WriteResult]:
+        """Replace every element C{selector} matches with the body's nodes."""
+        return self._write(doc, ifMatch, lambda: self._applySelector(doc, "PUT", selector, body))
+
+    def append(
+        self, doc: DocumentPath, selector: Selector, body: bytes, ifMatch: str | None = None
+    ) -> Deferred[WriteResult]:
+        """Append the body's nodes as last children of every matched element."""
+        return self._write(doc, ifMatch, lambda: self._applySelector(doc, "POST", selector, body))
+
+    def remove(
+        self, doc: DocumentPath, selector: Selector, ifMatch: str | None = None
+    ) -> Deferred[WriteResult]:
+        """Remove every element C{selector} matches."""
+        return self._write(doc, ifMatch, lambda: self._applySelector(doc, "DELETE", selector, b""))
+
+    def putDocument(
+        self, doc: DocumentPath, body: bytes, ifMatch: str | None = None
+    ) -> Deferred[WriteResult]:
+        """Create or replace the whole file."""
+        return self._write(doc, ifMatch, lambda: self._applyWhole(doc, "PUT", body))
+
+    def deleteDocument(self, doc: DocumentPath, ifMatch: str | None = None) -> Deferred[WriteResult]:
+        """Remove the whole file."""
+        return self._write(doc, ifMatch, lambda: self._applyWhole(doc, "DELETE", None))
+
+    def drain(self) -> Deferred:
+        """Fire when every write accepted so far is on disk and reported."""
+        return DeferredList(list(self._inflight), consumeErrors=True)
+
+    def _write(
+        self, doc: DocumentPath, ifMatch: str | None, plan: Callable[[], _Plan]
+    ) -> Deferred[WriteResult]:
+        d = ensureDeferred(self._serialized(doc, ifMatch, plan))
+        self._inflight.add(d)
+
+        def done(result: object) -> object:
+            self._inflight.discard(d)
+            return result
+
+        d.addBoth(done)
+        return d
+
+    async def _serialized(
+        self, doc: DocumentPath, ifMatch: str | None, plan: Callable[[], _Plan]
+    ) -> WriteResult:
+        lock = self._locks.setdefault(doc.url, DeferredLock())
+        await lock.acquire()
+        try:
+            self._checkPrecondition(doc, ifMatch)
+            p = plan()
+            await self._persist(doc, p)
+            sequence = self._sequences.get(doc.url, 0) + 1
+            self._sequences[doc.url] = sequence
+            change = p.change(doc.url, sequence)
+            try:
+                self.onChange(change)
+            except Exception:
+                self.log.failure("change listener failed for {url}", url=doc.url)
+            return WriteResult(p.content, change, p.created)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(doc.url, None)
+
+    def _checkPrecondition(self, doc: DocumentPath, ifMatch: str | None) -> None:
+        if ifMatch is None:
+            return
+        info = self.info(doc)
+        if ifMatch.strip() == "*":
+            if info is None:
+                raise PRECONDITION_FAILED.because("the document does not exist")
+            return
+        tags = [t.strip() for t in ifMatch.split(",")]
+        if info is None or info.etag not in tags:
+            raise PRECONDITION_FAILED
+
+    async def _persist(self, doc: DocumentPath, p: _Plan) -> None:
+        try:
+            if p.data is None:
+                await self._inThread(lambda: durableUnlink(doc.filename, self.options.fsync))
+            else:
+                data = p.data
+                await self._inThread(lambda: atomicWrite(doc.filename, data, self.options.fsync))
+        except FileNotFoundError:
+            self._cache.pop(doc.url, None)
+            raise NOT_FOUND from None
+        except OSError as e:
+            self._cache.pop(doc.url, None)
+            self.log.error("writing {file} failed: {error}", file=doc.filename, error=e)
+            raise WRITE_FAILED.because(e.strerror or type(e).__name__) from None
+        if p.data is None or p.after is None:
+            self._cache.pop(doc.url, None)
+        else:
+            self._remember(doc.url, _stamp(os.stat(doc.filename)), p.after)
+
+    def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn)
+
+    def _applySelector(self, doc: DocumentPath, method: str, selector: Selector, body: bytes) -> _Plan:
+        text = decodeBody(body) if method != "DELETE" else ""
+        before = self.tree(doc)
+        targets = selector.select(before.getroot())
+        if not targets:
+            raise NO_MATCH.because(selector.css)
+        after = markup.copyTree(before)
+        copies = selector.select(after.getroot())
+        if method != "POST":
+            keep = _outermost(targets)
+            targets = [t for t, k in zip(targets, keep) if k]
+            copies = [c for c, k in zip(copies, keep) if k]
+        pieces: list[str] = []
+        inserted: list[etree._Element] = []
+        containers: list[etree._Element] = []
+        for target in copies:
+            if method == "DELETE":
+                pieces.append(markup.serialize(target))
+                containers.append(_detach(target))
+                continue
+            if method == "POST":
+                nodes = markup.parseFragment(text, str(target.tag))
+                _insert(target, len(target), target[-1] if len(target) else None, nodes)
+                containers.append(target)
+            elif target.getparent() is None:
+                after = markup.parseDocument(text)
+                nodes = [after.getroot()]
+            else:
+                parent = target.getparent()
+                nodes = markup.parseFragment(text, str(parent.tag))
+                _replaceWith(target, nodes)
+                containers.append(parent)
+            pieces.append(markup.serializeAll(nodes))
+            inserted.extend(n for n in nodes if not isinstance(n, str))
+        return _Plan(
+            method=method,
+            selector=selector.css,
+            content="\n".join(pieces),
+            data=markup.serializeDocument(after),
+            before=before,
+            after=after,
+            removed=tuple(targets) if method != "POST" else (),
+            inserted=tuple(inserted),
+            containers=tuple(containers),
+        )
+
+    def _applyWhole(self, doc: DocumentPath, method: str, body: bytes | None) -> _Plan:
+        info = self.info(doc)
+        before = self._treeOrNone(doc) if info is not None else None
+        if method == "DELETE":
+            if info is None:
+                raise NOT_FOUND
+            return _Plan(method, "", "", None, before, None,
+                         removed=(before.getroot(),) if before is not None else ())
+        assert body is not None
+        if not os.path.isdir(os.path.dirname(doc.filename)):
+            raise NOT_FOUND.because("the parent directory does not exist")
+        after = None
+        content = ""
+        if doc.isHTML:
+            text = decodeBody(body)
+            after = markup.parseDocument(text)
+            content = text
+        return _Plan(
+            method, "", content, body, before, after,
+            removed=(before.getroot(),) if before is not None else (),
+            inserted=(after.getroot(),) if after is not None else (),
+            created=info is None,
+        )
+
+    def _treeOrNone(self, doc: DocumentPath) -> etree._ElementTree | None:
+        if not doc.isHTML:
+            return None
+        try:
+            return self.tree(doc)
+        except Problem:
+            return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A computed write, not yet on disk: the bytes to store and the change it makes."""
+
+    method: str
+    selector: str
+    content: str
+    data: bytes | None
+    before: etree._ElementTree | None
+    after: etree._ElementTree | None
+    removed: tuple[etree._Element, ...] = ()
+    inserted: tuple[etree._Element, ...] = ()
+    containers: tuple[etree._Element, ...] = ()
+    created: bool = False
+
+    def change(self, url: str, sequence: int) -> Change:
+        return Change(
+            method=self.method,
+            url=url,
+            selector=self.selector,
+            sequence=sequence,
+            content=self.content,
+            before=self.before,
+            after=self.after,
+            removed=self.removed,
+            inserted=self.inserted,
+            containers=self.containers,
+        )
+
+
+def _outermost(elements: list[etree._Element]) -> list[bool]:
+    """For each element, whether no other element of the list contains it."""
+    chosen = set(elements)
+    keep = []
+    for e in elements:
+        ancestor = e.getparent()
+        while ancestor is not None and ancestor not in chosen:
+            ancestor = ancestor.getparent()
+        keep.append(ancestor is None)
+    return keep
+
+
+def _appendText(parent: etree._Element, previous: etree._Element | None, text: str | None) -> None:
+    if not text:
+        return
+    if previous is None:
+        parent.text = (parent.text or "") + text
+    else:
+        previous.tail = (previous.tail or "") + text
+
+
+def _insert(
+    parent: etree._Element, index: int, previous: etree._Element | None, nodes: list[markup.Node]
+) -> etree._Element | None:
+    """Insert C{nodes} at C{index} of C{parent}, after C{previous}; return the last element."""
+    for node in nodes:
+        if isinstance(node, str):
+            _appendText(parent, previous, node)
+        else:
+            parent.insert(index, node)
+            index += 1
+            previous = node
+    return previous
+
+
+def _replaceWith(target: etree._Element, nodes: list[markup.Node]) -> None:
+    parent = target.getparent()
+    tail = target.tail
+    previous = target.getprevious()
+    index = parent.index(target)
+    parent.remove(target)
+    last = _insert(parent, index, previous, nodes)
+    _appendText(parent, last, tail)
+
+
+def _detach(target: etree._Element) -> etree._Element:
+    """Remove C{target}, keeping its tail text in place; return its former parent."""
+    parent = target.getparent()
+    if parent is None:
+        for child in list(target):
+            target.remove(child)
+        target.text = None
+        return target
+    tail = target.tail
+    previous = target.getprevious()
+    parent.remove(target)
+    _appendText(parent, previous, tail)
+    return parent

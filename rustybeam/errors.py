@@ -1,0 +1,55 @@
+"""
+Every error a client can see, defined once: a status code and a one-line reason.
+
+Handlers raise L{Problem} (or return one) and the resource layer renders it as a
+C{text/plain} response; the WebSocket layer renders the same values as JSON error
+messages with the C{code} as the C{error} field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Problem(Exception):
+    """A client-visible failure: HTTP status, machine-readable code, human reason."""
+
+    status: int
+    code: str
+    message: str
+    headers: tuple[tuple[bytes, bytes], ...] = field(default=())
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+    def because(self, detail: str) -> Problem:
+        """The same problem with a more precise message."""
+        return replace(self, message=f"{self.message}: {detail}")
+
+    def withHeader(self, name: bytes, value: bytes) -> Problem:
+        return replace(self, headers=self.headers + ((name, value),))
+
+
+BAD_SELECTOR = Problem(400, "bad-selector", "malformed CSS selector")
+EMPTY_SELECTOR = Problem(400, "bad-selector", "empty selector")
+BAD_RANGE = Problem(400, "bad-range", "Range header must be 'selector=<css>'")
+NOT_UTF8 = Problem(400, "not-utf8", "request body is not valid UTF-8")
+BAD_PATH = Problem(400, "bad-path", "request path is not allowed")
+BAD_REQUEST = Problem(400, "bad-request", "malformed request")
+UNAUTHORIZED = Problem(401, "unauthorized", "authentication required")
+FORBIDDEN = Problem(403, "forbidden", "not allowed")
+ORIGIN_REFUSED = Problem(403, "origin-refused", "Origin is not allowed")
+NOT_FOUND = Problem(404, "not-found", "no such document")
+UNKNOWN_HOST = Problem(404, "unknown-host", "no host is configured for this name")
+METHOD_NOT_ALLOWED = Problem(405, "method-not-allowed", "method not allowed")
+PRECONDITION_FAILED = Problem(412, "precondition-failed", "If-Match does not match the current ETag")
+TOO_LARGE = Problem(413, "too-large", "request body exceeds the configured limit")
+NO_MATCH = Problem(416, "no-match", "selector matched no element")
+NOT_HTML = Problem(416, "not-html", "selector ranges apply only to .html and .htm documents")
+IS_DIRECTORY = Problem(409, "is-directory", "path names a directory")
+UPGRADE_REQUIRED = Problem(426, "upgrade-required", "unsupported WebSocket version").withHeader(
+    b"Sec-WebSocket-Version", b"13"
+)
+WRITE_FAILED = Problem(500, "write-failed", "the document could not be written")
+TOO_MANY_CONNECTIONS = Problem(503, "too-many-connections", "connection limit reached")

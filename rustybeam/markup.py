@@ -1,0 +1,88 @@
+"""
+HTML parsing and serialization with html5lib and lxml.
+
+Documents are parsed as a browser would (html5lib into an lxml tree). Body fragments
+are parsed in the context of the element they will live under, so that C{<li>},
+C{<tr>}, C{<td>} or C{<option>} land where they belong.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Union
+
+import html5lib
+from lxml import etree
+
+Node = Union[etree._Element, str]
+"""A parsed fragment node: an element (with its tail dropped) or a text string."""
+
+_FRAGMENT_CONTEXTS = frozenset(
+    "html head body table tbody thead tfoot tr td th select optgroup colgroup "
+    "caption ul ol dl div p span template".split()
+)
+
+
+def parseDocument(text: str) -> etree._ElementTree:
+    return html5lib.parse(text, treebuilder="lxml", namespaceHTMLElements=False)
+
+
+def parseFragment(text: str, context: str = "div") -> list[Node]:
+    """Parse C{text} as the children of an element named C{context}."""
+    container = context if _isPlainTag(context) else "div"
+    if container == "html":
+        container = "body"
+    parsed = html5lib.parseFragment(
+        text, container=container, treebuilder="lxml", namespaceHTMLElements=False
+    )
+    nodes: list[Node] = []
+    for item in parsed:
+        if isinstance(item, str):
+            nodes.append(item)
+            continue
+        tail = item.tail
+        item.tail = None
+        nodes.append(item)
+        if tail:
+            nodes.append(tail)
+    return nodes
+
+
+def _isPlainTag(name: object) -> bool:
+    return isinstance(name, str) and name.isalnum() and name.isascii()
+
+
+def serialize(node: Node) -> str:
+    """The outer HTML of one node, without its tail."""
+    if isinstance(node, str):
+        return _escapeText(node)
+    return etree.tostring(node, method="html", encoding="unicode", with_tail=False)
+
+
+def serializeAll(nodes: list[Node], separator: str = "") -> str:
+    return separator.join(serialize(n) for n in nodes)
+
+
+def serializeDocument(tree: etree._ElementTree) -> bytes:
+    root = tree.getroot()
+    doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
+    body = etree.tostring(root, method="html", encoding="unicode")
+    prefix = _leadingSiblings(root)
+    return (doctype + "\n" + prefix + body + "\n").encode("utf-8")
+
+
+def _leadingSiblings(root: etree._Element) -> str:
+    out = []
+    prev = root.getprevious()
+    while prev is not None:
+        out.append(etree.tostring(prev, method="html", encoding="unicode", with_tail=False) + "\n")
+        prev = prev.getprevious()
+    return "".join(reversed(out))
+
+
+def copyTree(tree: etree._ElementTree) -> etree._ElementTree:
+    return deepcopy(tree)
+
+
+def _escapeText(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,244 @@
+"""
+The DocumentChangeNotifier: from change records to StreamItems on the wire.
+
+Subscriptions are indexed by document URL and then by selector, so a change costs
+work only for the watchers of its own document; each distinct selector is evaluated
+once per change, not once per watcher; and each StreamItem is rendered and framed
+once (an Autobahn prepared message) per distinct form, then written to every
+recipient. A bounded per-document history lets a reconnecting client resume.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Hashable, Iterable, Protocol
+
+from autobahn.websocket.protocol import PreparedMessage
+from lxml import etree
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from rustybeam import streamitem
+from rustybeam.changes import Change
+from rustybeam.interfaces import IViewer
+from rustybeam.selectors import Selector
+
+
+@dataclass(frozen=True)
+class NotifierOptions:
+    """Options of a L{DocumentChangeNotifier}."""
+
+    historySize: int = 256
+    """Changes kept per document for clients that resume with C{since}."""
+    historyDocuments: int = 1024
+    """Documents whose history is kept (least recently changed are dropped first)."""
+
+
+class IWatcher(Protocol):
+    """A connection that receives StreamItems (implemented by the WebSocket protocol)."""
+
+    viewer: IViewer | None
+
+    def deliver(self, delivery: Delivery) -> None: ...
+
+    def goAway(self) -> None: ...
+
+
+WHOLE_DOCUMENT: None = None
+"""The selector key of a whole-document subscription."""
+
+
+class Delivery:
+    """One change on its way out: each distinct frame is built once and shared."""
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        self._contents: dict[Hashable, str | None] = {}
+        self._frames: dict[tuple[bool, bool, str | None], PreparedMessage] = {}
+
+    def contentFor(self, viewer: IViewer | None) -> str | None:
+        """The content C{viewer} may see, or C{None} when it may see none of it."""
+        if viewer is None:
+            return self.change.content
+        key = viewer.key
+        if key not in self._contents:
+            self._contents[key] = viewer.redact(self.change)
+        return self._contents[key]
+
+    def message(
+        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False
+    ) -> PreparedMessage | None:
+        """The framed StreamItem for a recipient, or C{None} if it must not get one."""
+        content = self.contentFor(viewer)
+        if content is None:
+            return None
+        own = content if content is not self.change.content else None
+        key = (sequenced, binary, own)
+        frame = self._frames.get(key)
+        if frame is None:
+            payload = streamitem.render(self.change, content, sequenced).encode("utf-8")
+            if binary:
+                payload = streamitem.compress(payload)
+            frame = PreparedMessage(payload, binary, False, binary)
+            self._frames[key] = frame
+        return frame
+
+
+class DocumentChangeNotifier(Service):
+    """
+    Distributes every L{Change} to the watchers whose subscriptions it touches.
+
+    Give L{changed} to the L{rustybeam.documents.DocumentStore} as its change sink.
+    """
+
+    log = Logger()
+    name = "notifier"
+
+    def __init__(self, options: NotifierOptions = NotifierOptions()) -> None:
+        self.options = options
+        self._topics: dict[str, dict[Selector | None, set[IWatcher]]] = {}
+        self._watching: dict[IWatcher, set[tuple[str, Selector | None]]] = {}
+        self._history: OrderedDict[str, deque[Change]] = OrderedDict()
+        self._sequences: dict[str, int] = {}
+        self.delivered = 0
+
+    # Subscriptions
+
+    def subscribe(self, watcher: IWatcher, url: str, selector: Selector | None) -> None:
+        self._topics.setdefault(url, {}).setdefault(selector, set()).add(watcher)
+        self._watching.setdefault(watcher, set()).add((url, selector))
+
+    def unsubscribe(self, watcher: IWatcher, url: str, selector: Selector | None = None,
+                    allOfUrl: bool = False) -> int:
+        """End one subscription, or every one on C{url}; return how many ended."""
+        mine = self._watching.get(watcher, set())
+        ending = [(u, s) for (u, s) in mine if u == url and (allOfUrl or s == selector)]
+        for key in ending:
+            mine.discard(key)
+            u, s = key
+            topic = self._topics.get(u, {})
+            watchers = topic.get(s)
+            if watchers is not None:
+                watchers.discard(watcher)
+                if not watchers:
+                    del topic[s]
+            if not topic:
+                self._topics.pop(u, None)
+        return len(ending)
+
+    def subscriptions(self, watcher: IWatcher) -> set[tuple[str, Selector | None]]:
+        return set(self._watching.get(watcher, ()))
+
+    def register(self, watcher: IWatcher) -> None:
+        """Know C{watcher} (so that shutdown reaches it) before it subscribes."""
+        self._watching.setdefault(watcher, set())
+
+    def forget(self, watcher: IWatcher) -> None:
+        """Drop every subscription of a watcher that has gone."""
+        for url, selector in list(self._watching.get(watcher, ())):
+            self.unsubscribe(watcher, url, selector)
+        self._watching.pop(watcher, None)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watching)
+
+    # Changes
+
+    def sequence(self, url: str) -> int:
+        return self._sequences.get(url, 0)
+
+    def changed(self, change: Change) -> None:
+        """Record C{change} and send it to every watcher it concerns, in order."""
+        self._remember(change)
+        topic = self._topics.get(change.url)
+        if not topic:
+            return
+        delivery = Delivery(change)
+        for watcher in self._recipients(topic, change):
+            try:
+                watcher.deliver(delivery)
+                self.delivered += 1
+            except Exception:
+                self.log.failure("delivering {url} failed", url=change.url)
+
+    def _recipients(
+        self, topic: dict[Selector | None, set[IWatcher]], change: Change
+    ) -> Iterable[IWatcher]:
+        seen: set[IWatcher] = set()
+        for selector, watchers in list(topic.items()):
+            if selector is not WHOLE_DOCUMENT and not touches(selector, change):
+                continue
+            for watcher in list(watchers):
+                if watcher not in seen:
+                    seen.add(watcher)
+                    yield watcher
+
+    def missed(self, url: str, since: int) -> list[Change] | None:
+        """Changes of C{url} after C{since}, or C{None} if history no longer reaches."""
+        current = self.sequence(url)
+        if since == current:
+            return []
+        if since > current or since < 0:
+            return None
+        history = self._history.get(url)
+        if not history or history[0].sequence > since + 1:
+            return None
+        return [c for c in history if c.sequence > since]
+
+    def _remember(self, change: Change) -> None:
+        self._sequences[change.url] = change.sequence
+        history = self._history.get(change.url)
+        if history is None:
+            history = self._history[change.url] = deque(maxlen=self.options.historySize)
+        self._history.move_to_end(change.url)
+        history.append(change)
+        while len(self._history) > self.options.historyDocuments:
+            self._history.popitem(last=False)
+
+    # Lifecycle
+
+    def stopService(self) -> None:
+        """Close every watcher with 1001 (going away)."""
+        super().stopService()
+        for watcher in list(self._watching):
+            watcher.goAway()
+
+
+def touches(selector: Selector, change: Change) -> bool:
+    """
+    Whether C{change} concerns a subscription to C{selector}: an element it matches,
+    before or after the change, is a changed element, contains one, or lies in one.
+    """
+    if change.before is not None and change.removed:
+        if _intersects(selector.select(change.before.getroot()), change.removed, ()):
+            return True
+    if change.after is not None and (change.inserted or change.containers):
+        if _intersects(selector.select(change.after.getroot()), change.inserted, change.containers):
+            return True
+    return False
+
+
+def _intersects(
+    matches: list[etree._Element],
+    changed: tuple[etree._Element, ...],
+    containers: tuple[etree._Element, ...],
+) -> bool:
+    if not matches:
+        return False
+    changedSet = set(changed)
+    enclosing: set[etree._Element] = set()
+    for node in (*changed, *containers):
+        while node is not None and node not in enclosing:
+            enclosing.add(node)
+            node = node.getparent()
+    for match in matches:
+        if match in enclosing:
+            return True
+        ancestor = match.getparent()
+        while ancestor is not None:
+            if ancestor in changedSet:
+                return True
+            ancestor = ancestor.getparent()
+    return False

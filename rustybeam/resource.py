@@ -1,0 +1,265 @@
+"""
+The Twisted Web resource for a document root: HTTP documents and WebSocket upgrades
+on the same URLs.
+
+L{DocumentResource} is a leaf C{IResource}: every path below it names a document.
+Requests carrying C{Upgrade: websocket} are checked (origin, limits, authorization)
+and handed to the WebSocket side; all others are served from the L{DocumentStore},
+with C{Range: selector=<css>} reading or changing just the matched elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from rustybeam import markup, selectors
+from rustybeam.documents import DocumentStore, WriteResult
+from rustybeam.errors import (
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    NOT_HTML,
+    TOO_LARGE,
+    Problem,
+)
+from rustybeam.interfaces import IGuard, IViewer
+from rustybeam.paths import DocumentPath
+from rustybeam.selectors import Selector
+from rustybeam.websocket import WebSocketUpgrade, isUpgrade
+
+SELECTOR_METHODS = (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS")
+DOCUMENT_METHODS = (b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS")
+SEQUENCE_HEADER = b"X-Rustybeam-Sequence"
+HTML_TYPE = b"text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class HTTPOptions:
+    """Options of the HTTP side of a L{DocumentResource}."""
+
+    maxBodyBytes: int = 1024 * 1024
+    """Largest request body accepted for PUT or POST; larger ones get 413."""
+    selectors: bool = True
+    """Serve C{Range: selector=} requests (Rusty Beam's selector-handler)."""
+    files: bool = True
+    """Serve whole files (Rusty Beam's file-handler)."""
+
+
+def renderProblem(request: Request, problem: Problem) -> bytes:
+    """Write C{problem} as the response: its status and a one-line text/plain reason."""
+    request.setResponseCode(problem.status)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    for name, value in problem.headers:
+        request.setHeader(name, value)
+    if problem.status in (400, 413):
+        request.setHeader(b"connection", b"close")
+    body = (problem.message.replace("\n", " ") + "\n").encode("utf-8")
+    request.setHeader(b"content-length", str(len(body)).encode())
+    return b"" if request.method == b"HEAD" else body
+
+
+class DocumentResource(Resource):
+    """
+    Serves every document under a L{DocumentStore}'s root, over HTTP and WebSocket.
+
+    @param store: the documents.
+    @param websocket: where upgrade requests go; without it, upgrades are served as
+        plain HTTP requests.
+    @param guard: authenticates and authorizes requests; without it, all is allowed.
+    """
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        websocket: WebSocketUpgrade | None = None,
+        guard: IGuard | None = None,
+        options: HTTPOptions = HTTPOptions(),
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.websocket = websocket
+        self.guard = guard
+        self.options = options
+
+    def render(self, request: Request) -> bytes | int:
+        try:
+            return self._route(request)
+        except Problem as problem:
+            return renderProblem(request, problem)
+
+    def _route(self, request: Request) -> bytes | int:
+        doc = self.store.locate(request.path)
+        viewer = self._viewer(request)
+        if self.websocket is not None and isUpgrade(request):
+            return self._upgrade(request, doc, viewer)
+        selector = self._selector(request)
+        method = request.method
+        allowed = SELECTOR_METHODS if selector is not None else DOCUMENT_METHODS
+        if method not in allowed:
+            raise METHOD_NOT_ALLOWED.withHeader(b"Allow", b", ".join(allowed))
+        if method == b"OPTIONS":
+            request.setHeader(b"Allow", b", ".join(allowed))
+            request.setResponseCode(http.NO_CONTENT)
+            return b""
+        if selector is not None and not doc.isHTML:
+            raise NOT_HTML
+        readMethod = b"GET" if method == b"HEAD" else method
+        self._authorize(viewer, readMethod, doc, selector)
+        if method in (b"GET", b"HEAD"):
+            return self._read(request, doc, selector)
+        body = self._body(request) if method in (b"PUT", b"POST") else b""
+        ifMatch = _header(request, b"if-match")
+        if selector is None:
+            if method == b"PUT":
+                d = self.store.putDocument(doc, body, ifMatch)
+            else:
+                d = self.store.deleteDocument(doc, ifMatch)
+        elif method == b"PUT":
+            d = self.store.replace(doc, selector, body, ifMatch)
+        elif method == b"POST":
+            d = self.store.append(doc, selector, body, ifMatch)
+        else:
+            d = self.store.remove(doc, selector, ifMatch)
+        d.addCallbacks(lambda result: self._written(request, doc, selector, result),
+                       lambda failure: self._failed(request, failure))
+        return NOT_DONE_YET
+
+    # Access
+
+    def _viewer(self, request: Request) -> IViewer | None:
+        if self.guard is None:
+            return None
+        viewer = self.guard.viewer(request.getHeader(b"authorization"))
+        request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
+        return viewer
+
+    def _authorize(
+        self, viewer: IViewer | None, method: bytes, doc: DocumentPath, selector: Selector | None
+    ) -> None:
+        if self.guard is None or viewer is None:
+            return
+        tree = None
+        if selector is not None:
+            try:
+                tree = self.store.tree(doc)
+            except Problem:
+                tree = None
+        self.guard.authorize(viewer, method.decode("ascii"), doc.url,
+                             selector.css if selector else None, tree)
+
+    def _upgrade(self, request: Request, doc: DocumentPath, viewer: IViewer | None) -> int:
+        assert self.websocket is not None
+        self.websocket.check(request)
+        self._authorize(viewer, b"GET", doc, None)
+        return self.websocket.upgrade(request, doc.url, viewer)  # type: ignore[return-value]
+
+    # Reading
+
+    def _selector(self, request: Request) -> Selector | None:
+        value = _header(request, b"range")
+        if value is None or not self.options.selectors:
+            return None
+        if not value.strip().lower().startswith("selector"):
+            return None
+        return selectors.fromRangeHeader(value)
+
+    def _read(self, request: Request, doc: DocumentPath, selector: Selector | None) -> bytes:
+        info = self.store.info(doc)
+        if info is None or (selector is None and not self.options.files):
+            raise NOT_FOUND
+        request.setHeader(SEQUENCE_HEADER, str(self.store.sequence(doc.url)).encode())
+        request.setHeader(b"etag", info.etag.encode())
+        request.setHeader(b"vary", b"Range")
+        if selector is not None:
+            body = "\n".join(markup.serialize(e) for e in self.store.select(doc, selector))
+            return self._selected(request, selector, body)
+        request.setHeader(b"last-modified", info.lastModified.encode())
+        request.setHeader(b"content-type", info.contentType.encode())
+        request.setHeader(b"accept-ranges", b"selector")
+        if _notModified(request, info.etag, info.mtime):
+            request.setResponseCode(http.NOT_MODIFIED)
+            return b""
+        data = self.store.read(doc)
+        request.setHeader(b"content-length", str(len(data)).encode())
+        return b"" if request.method == b"HEAD" else data
+
+    def _selected(self, request: Request, selector: Selector, body: str) -> bytes:
+        data = body.encode("utf-8")
+        request.setResponseCode(http.PARTIAL_CONTENT)
+        request.setHeader(b"content-type", HTML_TYPE)
+        request.setHeader(b"content-range", b"selector " + _headerSafe(selector.css))
+        request.setHeader(b"content-length", str(len(data)).encode())
+        return b"" if request.method == b"HEAD" else data
+
+    # Writing
+
+    def _body(self, request: Request) -> bytes:
+        if getattr(request, "rustybeamTooLarge", False):
+            raise TOO_LARGE.because(f"limit is {self.options.maxBodyBytes} bytes")
+        content = request.content
+        content.seek(0, 2)
+        if content.tell() > self.options.maxBodyBytes:
+            raise TOO_LARGE.because(f"limit is {self.options.maxBodyBytes} bytes")
+        content.seek(0)
+        return content.read()
+
+    def _written(
+        self, request: Request, doc: DocumentPath, selector: Selector | None, result: WriteResult
+    ) -> None:
+        if request._disconnected:
+            return
+        request.setHeader(SEQUENCE_HEADER, str(result.change.sequence).encode())
+        info = self.store.info(doc)
+        if info is not None:
+            request.setHeader(b"etag", info.etag.encode())
+        if selector is not None and result.change.method != "DELETE":
+            request.write(self._selected(request, selector, result.content))
+        else:
+            request.setResponseCode(http.CREATED if result.created else http.NO_CONTENT)
+        request.finish()
+
+    def _failed(self, request: Request, failure: Failure) -> None:
+        if failure.check(Problem):
+            problem = failure.value
+        else:
+            self.log.failure("write failed", failure)
+            problem = Problem(500, "internal", "internal server error")
+        if request._disconnected:
+            return
+        request.write(renderProblem(request, problem))
+        request.finish()
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1")
+
+
+def _headerSafe(text: str) -> bytes:
+    return text.encode("utf-8").replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def _notModified(request: Request, etag: str, mtime: float) -> bool:
+    inm = _header(request, b"if-none-match")
+    if inm is not None:
+        tags = [t.strip() for t in inm.split(",")]
+        return "*" in tags or etag in tags or ("W/" + etag) in tags
+    ims = _header(request, b"if-modified-since")
+    if ims is not None:
+        try:
+            return int(mtime) <= parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return False
+    return False

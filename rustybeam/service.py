@@ -1,0 +1,88 @@
+"""
+The service behind one document root: store, notifier and WebSocket factory, with
+one lifecycle. This is the object to embed in another Twisted application.
+
+    live = DocumentService("/srv/docs")
+    live.setServiceParent(application)
+    root.putChild(b"docs", live.resource())
+
+Stopping it waits for every accepted write to be on disk, then closes every
+WebSocket with 1001 (going away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+
+from rustybeam.documents import DocumentStore, StoreOptions
+from rustybeam.interfaces import IGuard
+from rustybeam.notifier import DocumentChangeNotifier, NotifierOptions
+from rustybeam.resource import DocumentResource, HTTPOptions
+from rustybeam.websocket import DocumentWebSocketFactory, WebSocketOptions, WebSocketUpgrade
+
+
+@dataclass(frozen=True)
+class DocumentOptions:
+    """Every option of one document root, grouped by component."""
+
+    store: StoreOptions = field(default_factory=StoreOptions)
+    http: HTTPOptions = field(default_factory=HTTPOptions)
+    websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
+    notifier: NotifierOptions = field(default_factory=NotifierOptions)
+    enableWebSocket: bool = True
+
+
+class DocumentService(Service):
+    """
+    A live document root.
+
+    @param root: the directory served.
+    @param guard: authentication and authorization for HTTP and WebSocket alike.
+    @param reactor: the reactor for timers and the write thread pool.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        options: DocumentOptions = DocumentOptions(),
+        guard: IGuard | None = None,
+        reactor: IReactorTime | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor  # type: ignore[assignment]
+        self.options = options
+        self.guard = guard
+        self.notifier = DocumentChangeNotifier(options.notifier)
+        self.store = DocumentStore(root, self.notifier.changed, options.store,
+                                   reactor)  # type: ignore[arg-type]
+        self.factory = DocumentWebSocketFactory(self.store, self.notifier, options.websocket,
+                                                reactor)
+        self._resource = DocumentResource(
+            self.store,
+            WebSocketUpgrade(self.factory) if options.enableWebSocket else None,
+            guard,
+            options.http,
+        )
+
+    def resource(self) -> DocumentResource:
+        """The Twisted Web resource serving this root (mount it anywhere)."""
+        return self._resource
+
+    def startService(self) -> None:
+        super().startService()
+        self.notifier.startService()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await self.store.drain()
+        if self.notifier.running:
+            self.notifier.stopService()

@@ -1,0 +1,46 @@
+"""
+The HTTP site: a Twisted Web C{Site} whose requests refuse to buffer oversized bodies.
+
+L{DocumentResource} checks the body size itself (so it is safe when embedded in any
+Site); L{DocumentSite} adds the early refusal: once a body passes the limit its bytes
+are discarded as they arrive instead of being spooled to a temporary file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+
+class LimitedRequest(Request):
+    """A request that stops storing its body once it exceeds the site's limit."""
+
+    rustybeamTooLarge = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        limit = getattr(self.channel.site, "maxBodyBytes", None)
+        if limit is not None and length is not None and length > limit:
+            self.rustybeamTooLarge = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        limit = getattr(self.channel.site, "maxBodyBytes", None)
+        self._received += len(data)
+        if limit is not None and self._received > limit:
+            self.rustybeamTooLarge = True
+        if not self.rustybeamTooLarge:
+            super().handleContentChunk(data)
+
+
+class DocumentSite(Site):
+    """A C{Site} for rustybeam resources, with a request body limit."""
+
+    requestFactory = LimitedRequest
+
+    def __init__(self, resource: IResource, maxBodyBytes: int, **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self.maxBodyBytes = maxBodyBytes

@@ -1,0 +1,150 @@
+"""
+The command line: options of C{twistd rustybeam} and C{python -m rustybeam}, and
+the service they build.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+from twisted.application.service import IService, MultiService
+from twisted.application.strports import service as endpointService
+from twisted.python import usage
+
+from rustybeam.documents import StoreOptions
+from rustybeam.notifier import NotifierOptions
+from rustybeam.resource import HTTPOptions
+from rustybeam.service import DocumentOptions, DocumentService
+from rustybeam.site import DocumentSite
+from rustybeam.websocket import WebSocketOptions
+
+_ws = WebSocketOptions()
+_http = HTTPOptions()
+_notifier = NotifierOptions()
+_store = StoreOptions()
+
+
+def _positive(kind: type) -> object:
+    def coerce(value: str) -> object:
+        parsed = kind(value)
+        if parsed < 0:
+            raise ValueError(f"must not be negative: {value}")
+        return parsed
+
+    coerce.coerceDoc = "Must not be negative."  # type: ignore[attr-defined]
+    return coerce
+
+
+class Options(usage.Options):
+    """rustybeam [options]: serve a directory of live HTML documents."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serves HTML documents whose parts are read and changed with "
+        "'Range: selector=<css>' and watched live over WebSocket."
+    )
+    optParameters = [
+        ["root", "r", None, "Document root directory (default: the bundled examples)."],
+        ["port", "p", "tcp:3000", "Listening endpoint description, e.g. tcp:3000:interface=127.0.0.1."],
+        ["config", "c", None, "A Rusty Beam config.html (ServerConfig/HostConfig microdata)."],
+        ["max-body", None, _http.maxBodyBytes, "Largest PUT/POST body in bytes (413 over it).", _positive(int)],
+        ["cache-size", None, _store.cacheSize, "Parsed documents kept in memory.", _positive(int)],
+        ["history", None, _notifier.historySize, "StreamItems kept per document for resume.", _positive(int)],
+        ["max-connections", None, _ws.maxConnections, "Open WebSockets in total (503 over it).", _positive(int)],
+        ["max-connections-per-address", None, _ws.maxConnectionsPerAddress,
+         "Open WebSockets per client address (503 over it).", _positive(int)],
+        ["rate", None, _ws.messagesPerSecond, "Client messages per second per connection.", _positive(float)],
+        ["burst", None, _ws.messageBurst, "Client messages allowed back to back.", _positive(int)],
+        ["rate-strikes", None, _ws.rateLimitStrikes,
+         "Messages over the rate answered with errors before closing with 1008.", _positive(int)],
+        ["ping-interval", None, _ws.autoPingInterval, "Seconds between pings (0: off).", _positive(float)],
+        ["ping-timeout", None, _ws.autoPingTimeout, "Seconds to wait for a pong.", _positive(float)],
+        ["max-message-size", None, _ws.maxMessageSize, "Largest incoming message in bytes (1009).", _positive(int)],
+        ["max-frame-size", None, _ws.maxFrameSize, "Largest incoming frame in bytes (1009).", _positive(int)],
+        ["max-backlog", None, _ws.maxBacklogBytes,
+         "Unsent bytes per connection before a slow reader is closed with 1008.", _positive(int)],
+        ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _positive(int)],
+        ["access-log", None, None, "Access log file ('-' for stdout)."],
+        ["access-log-format", None, "common", "Access log format: common, combined or json."],
+    ]
+    optFlags = [
+        ["no-compression", None, "Refuse permessage-deflate."],
+        ["no-websocket", None, "Serve HTTP only."],
+        ["no-fsync", None, "Do not fsync writes (faster, not crash-safe; for tests only)."],
+        ["autobahn-testee", None, "Echo every message (for the Autobahn|Testsuite) with its limits raised."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allowed-origins"] = []
+
+    def opt_allow_origin(self, pattern: str) -> None:
+        """Allow WebSocket handshakes from this Origin (fnmatch pattern; repeatable; default: any)."""
+        self["allowed-origins"].append(pattern)
+
+    def postOptions(self) -> None:
+        if self["root"] is None and self["config"] is None:
+            self["root"] = bundledExamples()
+        if self["root"] is not None and not os.path.isdir(self["root"]):
+            raise usage.UsageError(f"--root {self['root']!r} is not a directory")
+        if self["access-log-format"] not in ("common", "combined", "json"):
+            raise usage.UsageError("--access-log-format must be common, combined or json")
+
+    def documentOptions(self) -> DocumentOptions:
+        websocket = WebSocketOptions(
+            maxConnections=self["max-connections"],
+            maxConnectionsPerAddress=self["max-connections-per-address"],
+            messagesPerSecond=self["rate"],
+            messageBurst=self["burst"],
+            rateLimitStrikes=self["rate-strikes"],
+            autoPingInterval=self["ping-interval"],
+            autoPingTimeout=self["ping-timeout"],
+            maxMessageSize=self["max-message-size"],
+            maxFrameSize=self["max-frame-size"],
+            compression=not self["no-compression"],
+            allowedOrigins=tuple(self["allowed-origins"]) or ("*",),
+            maxBacklogBytes=self["max-backlog"],
+            maxSubscriptions=self["max-subscriptions"],
+        )
+        if self["autobahn-testee"]:
+            from rustybeam.testee import testeeLimits
+
+            websocket = testeeLimits(websocket)
+        return DocumentOptions(
+            store=StoreOptions(cacheSize=self["cache-size"], fsync=not self["no-fsync"]),
+            http=HTTPOptions(maxBodyBytes=self["max-body"]),
+            websocket=websocket,
+            notifier=NotifierOptions(historySize=self["history"]),
+            enableWebSocket=not self["no-websocket"],
+        )
+
+
+def bundledExamples() -> str:
+    """The examples directory shipped with the package (or beside the checkout)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "examples"), os.path.join(os.path.dirname(here), "examples")):
+        if os.path.isdir(candidate):
+            return candidate
+    return tempfile.mkdtemp(prefix="rustybeam-")
+
+
+def makeService(options: Options) -> IService:
+    """The whole server: document service(s) and the listening endpoint."""
+    from twisted.internet import reactor
+
+    top = MultiService()
+    documentOptions = options.documentOptions()
+    documents = DocumentService(options["root"], documentOptions, reactor=reactor)
+    if options["autobahn-testee"]:
+        from rustybeam.testee import EchoProtocol
+
+        documents.factory.protocol = EchoProtocol
+    documents.setServiceParent(top)
+    site = DocumentSite(documents.resource(), documentOptions.http.maxBodyBytes)
+    endpointService(options["port"], site).setServiceParent(top)
+    return top
+
+
+

@@ -1,0 +1,411 @@
+"""
+The WebSocket side: an Autobahn server factory and protocol that watch documents.
+
+A connection opened on a document's URL watches that whole document until its first
+explicit C{subscribe}. Client commands are JSON text frames (or, in compact mode,
+zlib-compressed JSON in binary frames); the server answers with JSON and pushes
+StreamItems prepared once by the L{rustybeam.notifier.DocumentChangeNotifier}.
+
+The handshake itself is reached through L{WebSocketUpgrade}, a Twisted Web resource
+that the document resource hands upgrade requests to, after the checks that must
+happen before any upgrade (origin, limits, authorization).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.web.server import NOT_DONE_YET, Request
+
+from rustybeam import selectors, streamitem
+from rustybeam.documents import DocumentStore
+from rustybeam.errors import ORIGIN_REFUSED, TOO_MANY_CONNECTIONS, Problem
+from rustybeam.interfaces import IViewer
+from rustybeam.notifier import Delivery, DocumentChangeNotifier, touches
+from rustybeam.selectors import Selector
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True)
+class WebSocketOptions:
+    """Limits and features of the WebSocket side; every default is a safe one."""
+
+    maxConnections: int = 10_000
+    """Open WebSockets in total; over it the handshake is refused with 503."""
+    maxConnectionsPerAddress: int = 100
+    """Open WebSockets per client IP address; over it, 503."""
+    messagesPerSecond: float = 20.0
+    """Sustained rate of client messages; excess messages get a C{rate-limited} error."""
+    messageBurst: int = 40
+    """Client messages allowed back to back before the rate applies."""
+    rateLimitStrikes: int = 100
+    """Excess messages tolerated (they are answered with errors) before closing with 1008."""
+    autoPingInterval: float = 30.0
+    """Seconds between server pings; 0 disables them."""
+    autoPingTimeout: float = 10.0
+    """Seconds to wait for a pong before dropping the connection."""
+    maxMessageSize: int = 64 * 1024
+    """Largest incoming message in bytes (after decompression); over it, close 1009."""
+    maxFrameSize: int = 64 * 1024
+    """Largest incoming frame payload in bytes; over it, close 1009."""
+    compression: bool = True
+    """Accept permessage-deflate (RFC 7692) when the client offers it."""
+    allowedOrigins: tuple[str, ...] = ("*",)
+    """Origin patterns (fnmatch-style) allowed to open a WebSocket; others get 403."""
+    maxBacklogBytes: int = 4 * 1024 * 1024
+    """Unsent bytes a connection may have queued; past it the connection is closed 1008."""
+    maxSubscriptions: int = 64
+    """Subscriptions one connection may hold."""
+    openHandshakeTimeout: float = 10.0
+    closeHandshakeTimeout: float = 5.0
+    serverName: str = "rustybeam"
+
+
+@dataclass
+class _Bucket:
+    """A token bucket for the client-message rate limit."""
+
+    tokens: float
+    stamp: float
+    strikes: int = 0
+
+    def take(self, now: float, rate: float, burst: int) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.strikes += 1
+        return False
+
+
+@dataclass(frozen=True)
+class CommandError(Exception):
+    """A bad client message; answered with a JSON error, the connection stays open."""
+
+    code: str
+    message: str
+
+
+def pendingBytes(transport: Any) -> int:
+    """Bytes written to a Twisted transport that the kernel has not yet taken."""
+    while isinstance(transport, ProtocolWrapper):
+        transport = transport.transport
+    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return buffered + getattr(transport, "_tempDataLen", 0)
+
+
+class DocumentWebSocketProtocol(WebSocketServerProtocol):
+    """One client watching documents."""
+
+    log = Logger()
+    factory: DocumentWebSocketFactory
+
+    documentUrl: str = "/index.html"
+    viewer: IViewer | None = None
+    sequenced = False
+    compact = False
+    implicit = True
+
+    def onConnect(self, request: Any) -> None:
+        self.peerAddress = getattr(self.transport.getPeer(), "host", "?")
+
+    def onOpen(self) -> None:
+        now = self.factory.clock.seconds()
+        self._bucket = _Bucket(float(self.factory.options.messageBurst), now)
+        self.factory.notifier.subscribe(self, self.documentUrl, None)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.notifier.forget(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        self.factory.notifier.forget(self)
+        self.factory.release(self)
+
+    # Incoming
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        options = self.factory.options
+        if not self._bucket.take(self.factory.clock.seconds(), options.messagesPerSecond,
+                                 options.messageBurst):
+            if self._bucket.strikes > options.rateLimitStrikes:
+                self.closeWith(CLOSE_POLICY, "message rate limit exceeded")
+                return
+            self._reply(self._error("rate-limited", "too many messages; slow down"), isBinary)
+            return
+        try:
+            command = self._decode(payload, isBinary)
+            action = command.get("action")
+            if action == "subscribe":
+                self._subscribe(command, isBinary)
+            elif action == "unsubscribe":
+                self._unsubscribe(command, isBinary)
+            else:
+                raise CommandError("unknown-action", f"unknown action: {str(action)[:64]!r}")
+        except CommandError as e:
+            self._reply(self._error(e.code, e.message), isBinary)
+
+    def _decode(self, payload: bytes, isBinary: bool) -> dict[str, Any]:
+        if isBinary:
+            self.compact = True
+            try:
+                payload = streamitem.decompress(payload, self.factory.options.maxMessageSize)
+            except (ValueError, Exception) as e:
+                raise CommandError("bad-binary", f"binary frames must be zlib JSON: {e}") from None
+        try:
+            command = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise CommandError("bad-json", "messages must be JSON objects") from None
+        if not isinstance(command, dict):
+            raise CommandError("bad-json", "messages must be JSON objects")
+        return command
+
+    def _target(self, command: dict[str, Any]) -> tuple[str, Selector | None, bool]:
+        url = command.get("url", self.documentUrl)
+        if not isinstance(url, str):
+            raise CommandError("bad-url", "url must be a string")
+        try:
+            doc = self.factory.store.locate(url)
+        except Problem as p:
+            raise CommandError("bad-url", p.message) from None
+        raw = command.get("selector")
+        if raw is None:
+            return doc.url, None, doc.isHTML
+        if not isinstance(raw, str):
+            raise CommandError("bad-selector", "selector must be a string")
+        try:
+            return doc.url, selectors.compile(raw), doc.isHTML
+        except Problem as p:
+            raise CommandError(p.code, p.message) from None
+
+    def _subscribe(self, command: dict[str, Any], isBinary: bool) -> None:
+        url, selector, isHTML = self._target(command)
+        since = command.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            raise CommandError("bad-since", "since must be a non-negative integer")
+        if selector is not None and not isHTML:
+            raise CommandError("not-html", "selectors apply only to .html and .htm documents")
+        self._checkRead(url, selector)
+        notifier = self.factory.notifier
+        if self.implicit:
+            notifier.unsubscribe(self, self.documentUrl, None)
+            self.implicit = False
+        if len(notifier.subscriptions(self)) >= self.factory.options.maxSubscriptions:
+            raise CommandError("too-many-subscriptions",
+                               f"at most {self.factory.options.maxSubscriptions} subscriptions")
+        notifier.subscribe(self, url, selector)
+        self._reply({"type": "subscribed", "url": url,
+                     "selector": selector.css if selector else None,
+                     "sequence": notifier.sequence(url)}, isBinary)
+        if since is None:
+            return
+        self.sequenced = True
+        missed = notifier.missed(url, since)
+        if missed is None:
+            self._reply({"type": "reset", "url": url, "sequence": notifier.sequence(url)}, isBinary)
+            return
+        for change in missed:
+            if selector is None or touches(selector, change):
+                self.deliver(Delivery(change))
+
+    def _checkRead(self, url: str, selector: Selector | None) -> None:
+        if self.viewer is None:
+            return
+        tree = None
+        if selector is not None:
+            try:
+                tree = self.factory.store.tree(self.factory.store.locate(url))
+            except Problem:
+                tree = None
+        if not self.viewer.mayRead(url, selector.css if selector else None, tree):
+            raise CommandError("forbidden", f"not allowed to read {url}")
+
+    def _unsubscribe(self, command: dict[str, Any], isBinary: bool) -> None:
+        url, selector, _ = self._target(command)
+        ended = self.factory.notifier.unsubscribe(self, url, selector, allOfUrl=selector is None)
+        if url == self.documentUrl and selector is None:
+            self.implicit = False
+        self._reply({"type": "unsubscribed", "url": url,
+                     "selector": selector.css if selector else None, "ended": ended}, isBinary)
+
+    # Outgoing
+
+    @staticmethod
+    def _error(code: str, message: str) -> dict[str, str]:
+        return {"type": "error", "error": code, "message": message}
+
+    def _reply(self, message: dict[str, Any], isBinary: bool = False) -> None:
+        payload = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        if isBinary or self.compact:
+            self.sendMessage(streamitem.compress(payload), isBinary=True)
+        else:
+            self.sendMessage(payload, isBinary=False)
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Send one StreamItem, unless this client has fallen too far behind."""
+        if self.state != WebSocketServerProtocol.STATE_OPEN:
+            return
+        frame = delivery.message(self.viewer, self.sequenced, self.compact)
+        if frame is None:
+            return
+        if pendingBytes(self.transport) + len(frame.payload) > self.factory.options.maxBacklogBytes:
+            self.log.info("closing slow consumer {peer}", peer=self.peer)
+            self.factory.notifier.forget(self)
+            self.closeWith(CLOSE_POLICY, "client is reading too slowly")
+            return
+        self.sendPreparedMessage(frame)
+
+    def closeWith(self, code: int, reason: str) -> None:
+        """Start the closing handshake with a protocol-level code (1001, 1008, ...),
+        which Autobahn's C{sendClose} reserves; the connection is dropped if the
+        client does not answer within the close handshake timeout."""
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.sendCloseFrame(code, reason.encode("utf-8"), isReply=False)
+
+    def goAway(self) -> None:
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.closeWith(CLOSE_GOING_AWAY, "server shutting down")
+        elif self.state == WebSocketServerProtocol.STATE_CONNECTING:
+            self.dropConnection(abort=True)
+
+
+class DocumentWebSocketFactory(WebSocketServerFactory):
+    """
+    Builds document-watching protocols and enforces connection-level limits.
+
+    @param store: resolves and reads the documents that subscriptions name.
+    @param notifier: where subscriptions live and StreamItems come from.
+    """
+
+    protocol = DocumentWebSocketProtocol
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        notifier: DocumentChangeNotifier,
+        options: WebSocketOptions = WebSocketOptions(),
+        clock: IReactorTime | None = None,
+    ) -> None:
+        super().__init__(server=options.serverName)
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.store = store
+        self.notifier = notifier
+        self.options = options
+        self.clock = clock
+        self.open: set[DocumentWebSocketProtocol] = set()
+        self.perAddress: Counter[str] = Counter()
+        self.setProtocolOptions(
+            maxFramePayloadSize=options.maxFrameSize,
+            maxMessagePayloadSize=options.maxMessageSize,
+            autoPingInterval=options.autoPingInterval,
+            autoPingTimeout=options.autoPingTimeout,
+            openHandshakeTimeout=options.openHandshakeTimeout,
+            closeHandshakeTimeout=options.closeHandshakeTimeout,
+            perMessageCompressionAccept=_acceptDeflate if options.compression else lambda offers: None,
+        )
+
+    def originAllowed(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        return any(fnmatchcase(origin.lower(), p.lower()) for p in self.options.allowedOrigins)
+
+    def admit(self, address: str) -> None:
+        """Raise a 503 Problem if one more connection from C{address} is too many."""
+        if len(self.open) >= self.options.maxConnections:
+            raise TOO_MANY_CONNECTIONS.because("server is full")
+        if self.perAddress[address] >= self.options.maxConnectionsPerAddress:
+            raise TOO_MANY_CONNECTIONS.because("too many connections from your address")
+
+    def connect(self, address: str, url: str, viewer: IViewer | None) -> DocumentWebSocketProtocol:
+        """Build the protocol for an admitted upgrade and count it."""
+        protocol = self.buildProtocol(None)
+        protocol.documentUrl = url
+        protocol.viewer = viewer
+        protocol.address = address
+        self.open.add(protocol)
+        self.perAddress[address] += 1
+        self.notifier.register(protocol)
+        return protocol
+
+    def release(self, protocol: DocumentWebSocketProtocol) -> None:
+        if protocol in self.open:
+            self.open.discard(protocol)
+            address = protocol.address
+            self.perAddress[address] -= 1
+            if self.perAddress[address] <= 0:
+                del self.perAddress[address]
+
+
+def _acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+def isUpgrade(request: Request) -> bool:
+    """Whether C{request} asks for a WebSocket (C{Upgrade: websocket})."""
+    upgrade = request.getHeader(b"upgrade")
+    return upgrade is not None and b"websocket" in [
+        token.strip().lower() for token in upgrade.split(b",")
+    ]
+
+
+@dataclass
+class WebSocketUpgrade:
+    """
+    Hands an HTTP request's transport to a new WebSocket protocol, as Autobahn's
+    C{WebSocketResource} does, with the connection's document and viewer attached.
+    """
+
+    factory: DocumentWebSocketFactory
+    log: Logger = field(default_factory=Logger)
+
+    def check(self, request: Request) -> None:
+        """The checks that precede any upgrade; raise a Problem to refuse it."""
+        origin = request.getHeader(b"origin")
+        if not self.factory.originAllowed(origin.decode("latin-1") if origin else None):
+            raise ORIGIN_REFUSED
+        self.factory.admit(_address(request))
+
+    def upgrade(self, request: Request, url: str, viewer: IViewer | None) -> object:
+        protocol = self.factory.connect(_address(request), url, viewer)
+        transport, request.channel.transport = request.channel.transport, None
+        if isinstance(transport, ProtocolWrapper):
+            transport.wrappedProtocol = protocol
+        elif isinstance(transport.protocol, ProtocolWrapper):
+            transport.protocol.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        protocol.makeConnection(transport)
+        if hasattr(transport, "_networkProducer"):
+            transport._networkProducer.resumeProducing()
+        elif hasattr(transport, "resumeProducing"):
+            transport.resumeProducing()
+        data = request.method + b" " + request.uri + b" HTTP/1.1\r\n"
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            data += name + b": " + b",".join(values) + b"\r\n"
+        data += b"\r\n"
+        protocol.dataReceived(data)
+        return NOT_DONE_YET
+
+
+def _address(request: Request) -> str:
+    return getattr(request.getClientAddress(), "host", "?")
