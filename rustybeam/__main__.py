@@ -11,7 +11,13 @@ from twisted.python import usage
 
 def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
     from rustybeam.tap import Options, makeService
 
@@ -21,7 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as e:
         print(f"{sys.argv[0]}: {e}\n{options}", file=sys.stderr)
         raise SystemExit(2)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    observer = FilteringLogObserver(
+        textFileLogObserver(sys.stdout), [LogLevelFilterPredicate(LogLevel.info)]
+    )
+    globalLogBeginner.beginLoggingTo([observer])
     service = makeService(options)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Mapping
 
 from lxml import etree
@@ -244,7 +245,7 @@ def _plugin(item: Item, index: int, base: str, hostLabel: str) -> PluginConfig:
         if key == "library" or value is None:
             continue
         properties[key] = resolvePath(value, base) if key in PATH_PROPERTIES else value
-    return PluginConfig(name=name, library=library, properties=properties)
+    return PluginConfig(name=name, library=library, properties=MappingProxyType(properties))
 
 
 def _noDuplicates(hosts: tuple[HostConfig, ...], where: str) -> None:

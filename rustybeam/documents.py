@@ -37,7 +37,7 @@ from rustybeam.errors import (
     WRITE_FAILED,
     Problem,
 )
-from rustybeam.paths import DocumentPath, resolve
+from rustybeam.paths import TEMP_PREFIX, TEMP_SUFFIX, DocumentPath, resolve
 from rustybeam.selectors import Selector
 
 T = TypeVar("T")
@@ -108,7 +108,7 @@ def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> None:
         mode = os.stat(filename).st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=".rustybeam-", suffix=".tmp", dir=dirname)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=dirname)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -17,6 +17,9 @@ from rustybeam.errors import BAD_PATH, NOT_FOUND
 INDEX = "index.html"
 HTML_SUFFIXES = (".html", ".htm")
 MAX_PATH_LENGTH = 2048
+TEMP_PREFIX = ".rustybeam-"
+TEMP_SUFFIX = ".tmp"
+"""Names of the temporary files of atomic writes: never served or written as documents."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def resolve(root: str, rawPath: bytes | str) -> DocumentPath:
         segments = [INDEX]
     if any(s == "" for s in segments):
         raise BAD_PATH.because("empty segment")
+    if any(s.startswith(TEMP_PREFIX) and s.endswith(TEMP_SUFFIX) for s in segments):
+        raise NOT_FOUND.because("temporary file")
     filename = os.path.join(root, *segments)
     if os.path.isdir(filename):
         segments.append(INDEX)

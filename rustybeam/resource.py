@@ -51,9 +51,12 @@ class HTTPOptions:
     """Serve whole files (Rusty Beam's file-handler)."""
 
 
+_PHRASES = {426: b"Upgrade Required"}
+
+
 def renderProblem(request: Request, problem: Problem) -> bytes:
     """Write C{problem} as the response: its status and a one-line text/plain reason."""
-    request.setResponseCode(problem.status)
+    request.setResponseCode(problem.status, _PHRASES.get(problem.status))
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     for name, value in problem.headers:

@@ -64,7 +64,10 @@ def fromRangeHeader(value: str) -> Selector:
         raise BAD_RANGE
     css = css.strip()
     if "%" in css:
-        css = unquote(css, errors="strict")
+        try:
+            css = unquote(css, errors="strict")
+        except UnicodeDecodeError:
+            raise BAD_SELECTOR.because("percent-encoding is not UTF-8") from None
     return compile(css)
 
 

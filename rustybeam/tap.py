@@ -132,8 +132,10 @@ def bundledExamples() -> str:
 
 def makeService(options: Options) -> IService:
     """The whole server: document service(s) and the listening endpoint."""
+    import txaio
     from twisted.internet import reactor
 
+    txaio.set_global_log_level("info")
     top = MultiService()
     documentOptions = options.documentOptions()
     documents = DocumentService(options["root"], documentOptions, reactor=reactor)

@@ -31,7 +31,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from rustybeam import selectors, streamitem
 from rustybeam.documents import DocumentStore
-from rustybeam.errors import ORIGIN_REFUSED, TOO_MANY_CONNECTIONS, Problem
+from rustybeam.errors import ORIGIN_REFUSED, TOO_MANY_CONNECTIONS, UPGRADE_REQUIRED, Problem
 from rustybeam.interfaces import IViewer
 from rustybeam.notifier import Delivery, DocumentChangeNotifier, touches
 from rustybeam.selectors import Selector
@@ -264,7 +264,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         frame = delivery.message(self.viewer, self.sequenced, self.compact)
         if frame is None:
             return
-        if pendingBytes(self.transport) + len(frame.payload) > self.factory.options.maxBacklogBytes:
+        if pendingBytes(self.transport) + len(frame.payloadHybi) > self.factory.options.maxBacklogBytes:
             self.log.info("closing slow consumer {peer}", peer=self.peer)
             self.factory.notifier.forget(self)
             self.closeWith(CLOSE_POLICY, "client is reading too slowly")
@@ -312,6 +312,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         self.open: set[DocumentWebSocketProtocol] = set()
         self.perAddress: Counter[str] = Counter()
         self.setProtocolOptions(
+            versions=[13],
             maxFramePayloadSize=options.maxFrameSize,
             maxMessagePayloadSize=options.maxMessageSize,
             autoPingInterval=options.autoPingInterval,
@@ -380,6 +381,8 @@ class WebSocketUpgrade:
 
     def check(self, request: Request) -> None:
         """The checks that precede any upgrade; raise a Problem to refuse it."""
+        if request.getHeader(b"sec-websocket-version") != b"13":
+            raise UPGRADE_REQUIRED
         origin = request.getHeader(b"origin")
         if not self.factory.originAllowed(origin.decode("latin-1") if origin else None):
             raise ORIGIN_REFUSED

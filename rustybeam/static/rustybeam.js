@@ -32,11 +32,13 @@
  * - `close`   — the socket closed: `{code, reason, reconnectIn}` (`null` when not retrying).
  * - `reset`   — the server's history did not reach back, the watched parts were reloaded
  *               over HTTP: `{url, sequence}`.
- * - `error`   — a server error message, a failed reload or a change that could not be
- *               applied: `{error, message}`.
+ * - `error`   — a server error message, a socket error (`error: "socket"`), a failed
+ *               reload or a change that could not be applied: `{error, message}`.
  *
- * Resuming: the client always subscribes with `since` (the last sequence it has seen), so
- * after a reconnect the server replays what was missed or answers `{"type":"reset"}`.
+ * Resuming: the client subscribes with `since` (the last sequence it has seen), so after
+ * a reconnect the server replays what was missed or answers `{"type":"reset"}`. Without a
+ * known sequence (no header, or unnumbered items) a reconnect reloads the watched parts.
+ * Reconnects back off exponentially (with jitter) from `minDelay` to `maxDelay`.
  * @module rustybeam
  */
 
@@ -97,8 +99,8 @@ function trimFraming(html) {
 }
 
 /**
- * Parse an HTML fragment as the children of `context` (like the server does), without
- * running scripts: a `<template>` accepts `<tr>`, `<td>`, `<li>`, `<option>`... at top level.
+ * Parse an HTML fragment without running its scripts. A `<template>` accepts `<tr>`,
+ * `<td>`, `<li>`, `<option>`... at top level, so they survive as they do on the server.
  * @param {string} html
  * @returns {Node[]}
  */
