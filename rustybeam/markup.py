@@ -68,7 +68,7 @@ def serializeDocument(tree: etree._ElementTree) -> bytes:
     doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
     body = etree.tostring(root, method="html", encoding="unicode")
     prefix = _leadingSiblings(root)
-    return (doctype + "\n" + prefix + body + "\n").encode("utf-8")
+    return (doctype + "\n" + prefix + body).encode("utf-8")
 
 
 def _leadingSiblings(root: etree._Element) -> str:

@@ -313,6 +313,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         self.perAddress: Counter[str] = Counter()
         self.setProtocolOptions(
             versions=[13],
+            failByDrop=False,
             maxFramePayloadSize=options.maxFrameSize,
             maxMessagePayloadSize=options.maxMessageSize,
             autoPingInterval=options.autoPingInterval,

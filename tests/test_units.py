@@ -1,0 +1,434 @@
+"""
+Fast, network-free tests of the pieces behind the document server: selectors, path
+mapping, fragment parsing, atomic writes and the document store's change records.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from lxml import etree
+from twisted.internet.defer import DeferredList
+
+from rustybeam import documents, markup, paths, selectors
+from rustybeam.changes import Change
+from rustybeam.documents import DocumentStore, StoreOptions, _outermost, atomicWrite
+from rustybeam.errors import Problem
+
+DOCUMENTS = Path(__file__).resolve().parent / "data" / "documents"
+
+
+def tags(nodes: list[markup.Node]) -> list[str]:
+    return [n.tag if not isinstance(n, str) else "#text" for n in nodes]
+
+
+# Selectors
+
+
+@pytest.mark.parametrize("css", ["#list li", "li.item", "ul > li:first-child", "#a, #b",
+                                 "p:nth-child(2)", "[data-x='1']", "*"])
+def test_valid_selector_compiles(css: str) -> None:
+    assert selectors.compile(css).css == css
+
+
+def test_selector_selects_elements_in_document_order() -> None:
+    root = markup.parseDocument(DOCUMENTS.joinpath("doc.html").read_text()).getroot()
+    found = selectors.compile("#b, #a").select(root)
+    assert [e.get("id") for e in found] == ["a", "b"]
+
+
+def test_selector_is_trimmed() -> None:
+    assert selectors.compile("  #list  ").css == "#list"
+
+
+@pytest.mark.parametrize("css", ["", "   ", "\t\n"])
+def test_empty_selector_is_refused_with_400(css: str) -> None:
+    with pytest.raises(Problem) as e:
+        selectors.compile(css)
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize("css", [">>>invalid<<<", "div[", "div(", "#a,", "p:nth-child(",
+                                 "p:no-such-pseudo", "::before"])
+def test_malformed_selector_is_refused_with_400(css: str) -> None:
+    with pytest.raises(Problem) as e:
+        selectors.compile(css)
+    assert e.value.status == 400
+    assert "\n" not in e.value.message
+
+
+def test_selector_longer_than_the_limit_is_refused_with_400() -> None:
+    assert selectors.compile("a" * selectors.MAX_SELECTOR_LENGTH)
+    with pytest.raises(Problem) as e:
+        selectors.compile("a" * (selectors.MAX_SELECTOR_LENGTH + 1))
+    assert e.value.status == 400
+
+
+def test_range_header_value_names_the_selector() -> None:
+    assert selectors.fromRangeHeader("selector=#list li").css == "#list li"
+
+
+def test_range_header_unit_is_case_insensitive_and_spaces_are_ignored() -> None:
+    assert selectors.fromRangeHeader(" Selector = #list ").css == "#list"
+
+
+@pytest.mark.parametrize("value, css", [
+    ("selector=%23list%20li", "#list li"),
+    ("selector=%23list%20%3E%20li", "#list > li"),
+    ("selector=%5Bdata-x%3D%22%C3%A9%22%5D", '[data-x="é"]'),
+])
+def test_percent_encoded_range_value_is_decoded(value: str, css: str) -> None:
+    assert selectors.fromRangeHeader(value).css == css
+
+
+def test_percent_encoded_range_value_that_is_not_utf8_is_refused_with_400() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.fromRangeHeader("selector=%ff")
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize("value", ["bytes=0-10", "#list", "selector", "selectors=#a", "=#a"])
+def test_range_header_without_selector_unit_is_refused_with_400(value: str) -> None:
+    with pytest.raises(Problem) as e:
+        selectors.fromRangeHeader(value)
+    assert e.value.status == 400
+
+
+def test_empty_range_selector_is_refused_with_400() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.fromRangeHeader("selector=")
+    assert e.value.status == 400
+
+
+# Paths
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text("root")
+    (root / "doc.html").write_text("doc")
+    (root / "dir").mkdir()
+    (root / "dir" / "index.html").write_text("dir")
+    (tmp_path / "outside.html").write_text("secret")
+    return root
+
+
+@pytest.mark.parametrize("raw", ["/", "/index.html", "/?q=1"])
+def test_root_maps_to_index_html(root: Path, raw: str) -> None:
+    doc = paths.resolve(str(root), raw)
+    assert doc.url == "/index.html"
+    assert doc.filename == str(root / "index.html")
+
+
+@pytest.mark.parametrize("raw", ["/dir", "/dir/", "/dir/index.html", "/dir?x", "/dir/#frag"])
+def test_directory_maps_to_its_index_html(root: Path, raw: str) -> None:
+    doc = paths.resolve(str(root), raw)
+    assert doc.url == "/dir/index.html"
+    assert doc.filename == str(root / "dir" / "index.html")
+
+
+def test_missing_directory_with_trailing_slash_maps_to_index_html(root: Path) -> None:
+    assert paths.resolve(str(root), "/new/").url == "/new/index.html"
+
+
+def test_percent_encoded_name_is_decoded(root: Path) -> None:
+    doc = paths.resolve(str(root), b"/caf%C3%A9%20menu.html")
+    assert doc.url == "/café menu.html"
+    assert doc.filename == str(root / "café menu.html")
+
+
+def test_document_is_html_by_extension(root: Path) -> None:
+    assert paths.resolve(str(root), "/a.html").isHTML
+    assert paths.resolve(str(root), "/a.HTM").isHTML
+    assert not paths.resolve(str(root), "/a.css").isHTML
+
+
+TRAVERSALS = [
+    "/../outside.html",
+    "/dir/../../outside.html",
+    "/%2e%2e/outside.html",
+    "/%2E%2E/outside.html",
+    "/.%2e/outside.html",
+    "/%2e./outside.html",
+    "/..%2foutside.html",
+    "/..%2Foutside.html",
+    "/%2e%2e%2foutside.html",
+    "/..\\outside.html",
+    "/..%5coutside.html",
+    "/..%5Coutside.html",
+    "/dir%2f..%2f..%2foutside.html",
+    "/outside.html%00.html",
+    "/%00",
+    "/%c0%ae%c0%ae/outside.html",
+    "//outside.html",
+    "/./doc.html",
+    "/%2e/doc.html",
+    "relative.html",
+    "/" + "a" * (paths.MAX_PATH_LENGTH + 1),
+]
+
+
+@pytest.mark.parametrize("raw", TRAVERSALS)
+def test_path_traversal_is_refused(root: Path, raw: str) -> None:
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), raw.encode("latin-1"))
+    assert e.value.status in (400, 404)
+
+
+def test_symlink_leaving_the_root_is_refused(root: Path) -> None:
+    (root / "link.html").symlink_to(root.parent / "outside.html")
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), "/link.html")
+    assert e.value.status == 404
+
+
+def test_symlinked_directory_leaving_the_root_is_refused(root: Path) -> None:
+    (root / "linkdir").symlink_to(root.parent)
+    for raw in ("/linkdir/outside.html", "/linkdir/new.html", "/linkdir/"):
+        with pytest.raises(Problem) as e:
+            paths.resolve(str(root), raw)
+        assert e.value.status == 404
+
+
+def test_dangling_symlink_leaving_the_root_is_refused(root: Path) -> None:
+    (root / "dangling.html").symlink_to(root.parent / "not-yet.html")
+    with pytest.raises(Problem):
+        paths.resolve(str(root), "/dangling.html")
+
+
+def test_symlink_inside_the_root_is_allowed(root: Path) -> None:
+    (root / "alias.html").symlink_to(root / "doc.html")
+    assert paths.resolve(str(root), "/alias.html").url == "/alias.html"
+
+
+def test_temporary_files_of_atomic_writes_are_not_documents(root: Path) -> None:
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), "/.rustybeam-abc123.tmp")
+    assert e.value.status == 404
+
+
+# Fragment parsing
+
+
+def test_li_is_parsed_in_the_context_of_ul() -> None:
+    nodes = markup.parseFragment("<li>x</li>", "ul")
+    assert tags(nodes) == ["li"]
+
+
+def test_tr_is_parsed_in_the_context_of_tbody() -> None:
+    nodes = markup.parseFragment("<tr><td>1</td></tr>", "tbody")
+    assert tags(nodes) == ["tr"]
+    assert markup.serialize(nodes[0]) == "<tr><td>1</td></tr>"
+
+
+def test_td_is_parsed_in_the_context_of_tr() -> None:
+    nodes = markup.parseFragment("<td>1</td><td>2</td>", "tr")
+    assert tags(nodes) == ["td", "td"]
+
+
+def test_option_is_parsed_in_the_context_of_select() -> None:
+    nodes = markup.parseFragment("<option>o</option>", "select")
+    assert tags(nodes) == ["option"]
+
+
+def test_table_parts_lose_their_tags_outside_a_table_context() -> None:
+    # The reason for the context: in a <div>, <td> is not an element at all.
+    assert "td" not in tags(markup.parseFragment("<td>1</td>", "div"))
+
+
+def test_text_fragment_is_one_text_node() -> None:
+    assert markup.parseFragment("hello & bye", "div") == ["hello & bye"]
+
+
+def test_mixed_text_and_elements_keep_their_order() -> None:
+    nodes = markup.parseFragment("a<b>b</b>c<i>i</i>", "p")
+    assert tags(nodes) == ["#text", "b", "#text", "i"]
+    assert nodes[0] == "a" and nodes[2] == "c"
+    assert nodes[1].tail is None
+    assert markup.serializeAll(nodes) == "a<b>b</b>c<i>i</i>"
+
+
+def test_unclosed_markup_is_completed_as_a_browser_would() -> None:
+    nodes = markup.parseFragment("<p>one<p>two", "div")
+    assert markup.serializeAll(nodes) == "<p>one</p><p>two</p>"
+
+
+def test_text_is_serialized_escaped() -> None:
+    assert markup.serialize("1 < 2 & 3") == "1 &lt; 2 &amp; 3"
+
+
+# _outermost
+
+
+def test_outermost_keeps_only_elements_not_inside_another_match() -> None:
+    root = etree.fromstring(
+        '<body><div id="a"><p id="b"><span id="c"/></p></div><p id="d"/></body>')
+    a, b, c, d = (root.find(f".//*[@id='{i}']") for i in "abcd")
+    assert _outermost([a, b, c, d]) == [True, False, False, True]
+    assert _outermost([b, c]) == [True, False]
+    assert _outermost([c, d]) == [True, True]
+    assert _outermost([]) == []
+
+
+# Atomic writes
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "doc.html"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    atomicWrite(str(target), b"new")
+    assert target.read_bytes() == b"new"
+    assert oct(target.stat().st_mode & 0o777) == oct(0o600)
+    assert sorted(os.listdir(tmp_path)) == ["doc.html"]
+
+
+def test_atomic_write_keeps_the_old_file_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "doc.html"
+    target.write_bytes(b"old")
+
+    def failingReplace(src: str, dst: str) -> None:
+        raise OSError(5, "injected failure")
+
+    monkeypatch.setattr(documents.os, "replace", failingReplace)
+    with pytest.raises(OSError):
+        atomicWrite(str(target), b"new" * 1000)
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["doc.html"]
+
+
+def test_atomic_write_keeps_the_old_file_when_fsync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "doc.html"
+    target.write_bytes(b"old")
+
+    def failingFsync(fd: int) -> None:
+        raise OSError(28, "injected: no space left")
+
+    monkeypatch.setattr(documents.os, "fsync", failingFsync)
+    with pytest.raises(OSError):
+        atomicWrite(str(target), b"new")
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["doc.html"]
+
+
+# The document store and its change records
+
+
+class Store:
+    """A DocumentStore on a copy of the sample documents, collecting its Changes."""
+
+    def __init__(self, root: Path) -> None:
+        import shutil
+
+        shutil.copytree(DOCUMENTS, root)
+        self.root = root
+        self.changes: list[Change] = []
+        self.store = DocumentStore(str(root), self.changes.append, StoreOptions(fsync=False))
+        self.doc = self.store.locate("/doc.html")
+
+    def text(self, name: str = "doc.html") -> str:
+        return (self.root / name).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "docs")
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_reports_one_change_per_write(store: Store) -> None:
+    s = store.store
+    await s.append(store.doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    await s.replace(store.doc, selectors.compile("#content"), b'<div id="content">New</div>')
+    await s.remove(store.doc, selectors.compile(".note"))
+    await s.putDocument(store.store.locate("/new.html"), b"<p>new</p>")
+    await s.deleteDocument(store.store.locate("/new.html"))
+
+    c = store.changes
+    assert [(x.method, x.url, x.selector, x.sequence) for x in c] == [
+        ("POST", "/doc.html", "#list", 1),
+        ("PUT", "/doc.html", "#content", 2),
+        ("DELETE", "/doc.html", ".note", 3),
+        ("PUT", "/new.html", "", 1),
+        ("DELETE", "/new.html", "", 2),
+    ]
+    assert c[0].content == '<li id="c">C</li>'
+    assert c[1].content == '<div id="content">New</div>'
+    assert c[2].content == '<p class="note">first</p>\n<p class="note">second</p>'
+    assert c[3].content == "<p>new</p>"
+    assert c[3].wholeDocument and not c[0].wholeDocument
+    assert s.sequence("/doc.html") == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_change_carries_both_versions_of_the_document(store: Store) -> None:
+    await store.store.replace(store.doc, selectors.compile("#content"),
+                              b'<div id="content">New</div>')
+    (change,) = store.changes
+    assert change.before is not None and change.after is not None
+    assert change.before.getroot().find(".//div[@id='content']").text == "Original content"
+    assert change.after.getroot().find(".//div[@id='content']").text == "New"
+    assert [e.get("id") for e in change.removed] == ["content"]
+    assert [e.get("id") for e in change.inserted] == ["content"]
+    assert [e.tag for e in change.containers] == ["body"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_write_is_on_disk_when_it_is_reported(store: Store) -> None:
+    seen: list[str] = []
+    store.store.onChange = lambda change: seen.append(store.text())
+    await store.store.append(store.doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    assert '<li id="c">C</li>' in seen[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_failed_write_changes_nothing_and_reports_nothing(store: Store) -> None:
+    before = store.text()
+    with pytest.raises(Problem) as e:
+        await store.store.replace(store.doc, selectors.compile("#nothing"), b"<p>x</p>")
+    assert e.value.status == 416
+    with pytest.raises(Problem) as e:
+        await store.store.append(store.doc, selectors.compile("#list"), b"\xff")
+    assert e.value.status == 400
+    with pytest.raises(Problem) as e:
+        await store.store.remove(store.doc, selectors.compile("#list"), ifMatch='"stale"')
+    assert e.value.status == 412
+    assert store.text() == before
+    assert store.changes == []
+    assert store.store.sequence("/doc.html") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_applies_concurrent_writes_in_arrival_order(store: Store) -> None:
+    pending = [
+        store.store.append(store.doc, selectors.compile("#list"), f'<li id="n{i}">{i}</li>'.encode())
+        for i in range(20)
+    ]
+    results = await DeferredList(pending, fireOnOneErrback=True)
+    assert all(ok for ok, _ in results)
+    assert [c.sequence for c in store.changes] == list(range(1, 21))
+    assert [c.content for c in store.changes] == [f'<li id="n{i}">{i}</li>' for i in range(20)]
+    root = markup.parseDocument(store.text()).getroot()
+    ids = [li.get("id") for li in root.iter("li")]
+    assert ids == ["a", "b"] + [f"n{i}" for i in range(20)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_rereads_a_file_changed_on_disk(store: Store) -> None:
+    sel = selectors.compile("#content")
+    assert store.store.select(store.doc, sel)[0].text == "Original content"
+    (store.root / "doc.html").write_text(
+        '<!DOCTYPE html><html><body><div id="content">Changed elsewhere, and longer</div>'
+        "</body></html>")
+    assert store.store.select(store.doc, sel)[0].text == "Changed elsewhere, and longer"
+    await store.store.append(store.doc, sel, b"<b>!</b>")
+    assert "Changed elsewhere, and longer<b>!</b>" in store.text()

@@ -1,0 +1,235 @@
+"""
+SPEC section 3, the seed's "future enhancements": each limit, configured small on a
+real server, actually triggers.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import struct
+import time
+from typing import Iterator
+
+import pytest
+
+from conftest import Server, Watcher, clientFrame, makeServer, rawHandshake
+
+DOC = "<!DOCTYPE html><html><body><div id=content>x</div><ul id=l></ul></body></html>"
+
+
+def serverWith(tmp_path_factory: pytest.TempPathFactory, *args: str) -> Iterator[Server]:
+    for server in makeServer(tmp_path_factory, *args):
+        (server.root / "d.html").write_text(DOC)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serverWith(tmp_path_factory, "--max-connections", "5",
+                          "--max-connections-per-address", "3")
+
+
+def handshakeFrom(server: Server, source: str, path: str = "/d.html") -> tuple[socket.socket, bytes]:
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head
+
+
+def readFrame(sock: socket.socket) -> tuple[int, bytes]:
+    """Read one server frame: (opcode, payload)."""
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+
+    b0, b1 = exactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", exactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", exactly(8))[0]
+    return b0 & 0x0F, exactly(n)
+
+
+def closeCodeOf(sock: socket.socket, timeout: float = 15) -> int | None:
+    """Read frames until the close frame; its code, or None if the socket just ends."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            opcode, payload = readFrame(sock)
+            if opcode == 8:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+    except (ConnectionError, OSError):
+        return None
+
+
+def test_connections_over_the_per_address_limit_get_503(limited: Server) -> None:
+    held = [handshakeFrom(limited, "127.0.0.1") for _ in range(3)]
+    try:
+        assert all(head.startswith(b"HTTP/1.1 101") for _, head in held)
+        sock, head = handshakeFrom(limited, "127.0.0.1")
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 503")
+        other, head = handshakeFrom(limited, "127.0.0.2")
+        other.close()
+        assert head.startswith(b"HTTP/1.1 101")
+    finally:
+        for sock, _ in held:
+            sock.close()
+
+
+def test_connections_over_the_total_limit_get_503(limited: Server) -> None:
+    held = [handshakeFrom(limited, f"127.0.0.{2 + i // 3}") for i in range(5)]
+    try:
+        assert all(head.startswith(b"HTTP/1.1 101") for _, head in held)
+        sock, head = handshakeFrom(limited, "127.0.0.9")
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 503")
+    finally:
+        for sock, _ in held:
+            sock.close()
+
+
+def test_closed_connections_free_their_slot(limited: Server) -> None:
+    for _ in range(3):
+        held = [handshakeFrom(limited, "127.0.0.5") for _ in range(3)]
+        assert all(head.startswith(b"HTTP/1.1 101") for _, head in held)
+        for sock, _ in held:
+            sock.close()
+        time.sleep(0.3)
+
+
+def test_excess_messages_are_refused_then_abuse_closes_with_1008(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--rate", "1", "--burst", "3", "--rate-strikes", "5"):
+        w = Watcher(server, "/d.html")
+        for _ in range(3):
+            w.send({"action": "subscribe"})
+            assert w.json()["type"] == "subscribed"
+        w.send({"action": "subscribe"})
+        assert w.json()["error"] == "rate-limited"
+        for _ in range(10):
+            try:
+                w.send({"action": "subscribe"})
+            except Exception:
+                break
+        assert w.closeCode() == 1008
+
+
+def test_oversized_message_closes_with_1009(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--max-message-size", "1000", "--max-frame-size", "600"):
+        w = Watcher(server, "/d.html", compression=None)
+        w.connection.send(iter(["x" * 400, "x" * 400, "x" * 400]))
+        assert w.closeCode() == 1009
+
+
+def test_oversized_frame_closes_with_1009(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--max-message-size", "100000", "--max-frame-size", "600"):
+        w = Watcher(server, "/d.html", compression=None)
+        w.connection.send("x" * 700)
+        assert w.closeCode() == 1009
+
+
+def test_origin_outside_the_allow_list_gets_403(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--allow-origin", "https://good.example",
+                             "--allow-origin", "http://*.trusted.example"):
+        for origin, status in [("https://evil.example", b"403"), ("https://good.example", b"101"),
+                               ("http://app.trusted.example", b"101"), (None, b"101")]:
+            sock, head = rawHandshake(server, "/d.html", {"Origin": origin} if origin else {})
+            sock.close()
+            assert head.startswith(b"HTTP/1.1 " + status), (origin, head)
+
+
+def test_unanswered_pings_drop_the_connection(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "0.6"):
+        sock, head = rawHandshake(server, "/d.html")
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.settimeout(5)
+        assert readFrame(sock)[0] == 9
+        started = time.monotonic()
+        with pytest.raises((ConnectionError, OSError)):
+            while True:
+                readFrame(sock)
+        assert time.monotonic() - started < 3
+        sock.close()
+
+
+def test_answered_pings_keep_the_connection(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "2"):
+        w = Watcher(server, "/d.html")
+        time.sleep(1.5)
+        server.select("PUT", "/d.html", "#content", "<div id=content>alive</div>")
+        assert w.item().content == '<div id="content">alive</div>'
+
+
+def test_compression_can_be_refused(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--no-compression"):
+        w = Watcher(server, "/d.html")
+        assert "Sec-WebSocket-Extensions" not in w.connection.response.headers
+
+
+def test_slow_reader_is_closed_and_others_are_not_delayed(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--max-backlog", "200000", "--no-fsync"):
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.settimeout(5)
+        slow.connect(("127.0.0.1", server.port))
+        slow.sendall(
+            b"GET /d.html HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert slow.recv(4096).startswith(b"HTTP/1.1 101")
+        fast = Watcher(server, "/d.html", compression=None, max_size=None)
+        block = "y" * 50_000
+        for i in range(40):
+            server.select("PUT", "/d.html", "#content", f"<div id=content>{i}{block}</div>")
+            assert fast.item(timeout=5).content.startswith(f'<div id="content">{i}y')
+        assert closeCodeOf(slow) in (1008, None)
+        slow.close()
+
+
+def test_shutdown_closes_every_websocket_with_1001(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory):
+        watchers = [Watcher(server, "/d.html") for _ in range(3)]
+        server.stop(signal.SIGTERM)
+        assert [w.closeCode() for w in watchers] == [1001, 1001, 1001]
+
+
+def test_shutdown_waits_for_pending_writes(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory):
+        import threading
+
+        results: list[int] = []
+
+        def post(i: int) -> None:
+            try:
+                results.append(server.select("POST", "/d.html", "#l", f"<li>{i}</li>").status)
+            except OSError:
+                pass
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        server.stop(signal.SIGTERM)
+        for t in threads:
+            t.join()
+        stored = (server.root / "d.html").read_text()
+        assert stored.count("<li>") >= results.count(206)
