@@ -10,6 +10,7 @@ with C{Range: selector=<css>} reading or changing just the matched elements.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from twisted.internet.defer import ensureDeferred
@@ -18,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.static import File
 
 from rustybeam import markup, selectors
 from rustybeam.documents import DocumentStore, WriteResult
@@ -37,6 +39,10 @@ SELECTOR_METHODS = (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS")
 DOCUMENT_METHODS = (b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS")
 SEQUENCE_HEADER = b"X-Rustybeam-Sequence"
 HTML_TYPE = b"text/html; charset=utf-8"
+CLIENT_PREFIX = b"_rustybeam"
+STATIC_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+CLIENT_SCRIPT = os.path.join(STATIC_DIRECTORY, "rustybeam.js")
+"""The browser client, also served at C{/_rustybeam/rustybeam.js}."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class DocumentResource(Resource):
             return renderProblem(request, problem)
 
     def _route(self, request: Request) -> bytes | int:
-        doc = self.store.locate(request.path)
+        doc = self.store.locate(relativePath(request))
         viewer = self._viewer(request)
         if self.websocket is not None and isUpgrade(request):
             return self._upgrade(request, doc, viewer)
@@ -241,6 +247,34 @@ class DocumentResource(Resource):
             return
         request.write(renderProblem(request, problem))
         request.finish()
+
+
+def relativePath(request: Request) -> bytes:
+    """The request's raw (still percent-encoded) path below this resource's mount point."""
+    raw = request.path.split(b"?", 1)[0].split(b"/")[1:]
+    return b"/" + b"/".join(raw[len(request.prepath):])
+
+
+class LiveRoot(Resource):
+    """
+    The resource tree of one live document root: the browser client under
+    C{/_rustybeam/} and every other path a document.
+    """
+
+    def __init__(self, documents: DocumentResource) -> None:
+        super().__init__()
+        self.documents = documents
+        client = Resource()
+        client.putChild(b"rustybeam.js", File(CLIENT_SCRIPT, defaultType="text/javascript"))
+        self.putChild(CLIENT_PREFIX, client)
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        request.prepath.pop()
+        request.postpath.insert(0, path)
+        return self.documents
+
+    def render(self, request: Request) -> bytes | int:
+        return self.documents.render(request)
 
 
 def _header(request: Request, name: bytes) -> str | None:

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from rustybeam.documents import DocumentStore, StoreOptions
 from rustybeam.interfaces import IGuard
 from rustybeam.notifier import DocumentChangeNotifier, NotifierOptions
-from rustybeam.resource import DocumentResource, HTTPOptions
+from rustybeam.resource import DocumentResource, HTTPOptions, LiveRoot
 from rustybeam.websocket import DocumentWebSocketFactory, WebSocketOptions, WebSocketUpgrade
 
 
@@ -63,15 +63,17 @@ class DocumentService(Service):
                                    reactor)  # type: ignore[arg-type]
         self.factory = DocumentWebSocketFactory(self.store, self.notifier, options.websocket,
                                                 reactor)
-        self._resource = DocumentResource(
+        self.documents = DocumentResource(
             self.store,
             WebSocketUpgrade(self.factory) if options.enableWebSocket else None,
             guard,
             options.http,
         )
+        self._resource = LiveRoot(self.documents)
 
-    def resource(self) -> DocumentResource:
-        """The Twisted Web resource serving this root (mount it anywhere)."""
+    def resource(self) -> LiveRoot:
+        """The Twisted Web resource serving this root and the browser client
+        (mount it anywhere; document URLs are relative to where it is mounted)."""
         return self._resource
 
     def startService(self) -> None:
