@@ -13,6 +13,8 @@ from typing import Any
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from rustybeam.accesslog import AccessLog, entryFromRequest
+
 
 class LimitedRequest(Request):
     """A request that stops storing its body once it exceeds the site's limit."""
@@ -37,10 +39,23 @@ class LimitedRequest(Request):
 
 
 class DocumentSite(Site):
-    """A C{Site} for rustybeam resources, with a request body limit."""
+    """
+    A C{Site} for rustybeam resources, with a request body limit and an access log
+    that knows the authenticated user (a host's own log, set on the request by the
+    host router, wins over the site's).
+    """
 
     requestFactory = LimitedRequest
 
-    def __init__(self, resource: IResource, maxBodyBytes: int, **kwargs: Any) -> None:
+    def __init__(self, resource: IResource, maxBodyBytes: int,
+                 accessLog: AccessLog | None = None, **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
         self.maxBodyBytes = maxBodyBytes
+        self.accessLog = accessLog
+
+    def log(self, request: Request) -> None:
+        accessLog = getattr(request, "rustybeamAccessLog", None) or self.accessLog
+        if accessLog is None:
+            super().log(request)
+            return
+        accessLog.log(entryFromRequest(request, getattr(request, "rustybeamUser", None)))

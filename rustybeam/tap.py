@@ -13,7 +13,12 @@ from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as endpointService
 from twisted.python import usage
 
+from twisted.web.resource import Resource
+
+from rustybeam.accesslog import AccessLog, AccessLogOptions
+from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.documents import StoreOptions
+from rustybeam.hosts import hostsService
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService
@@ -47,7 +52,7 @@ class Options(usage.Options):
     )
     optParameters = [
         ["root", "r", None, "Document root directory (default: the bundled examples)."],
-        ["port", "p", "tcp:3000", "Listening endpoint description, e.g. tcp:3000:interface=127.0.0.1."],
+        ["port", "p", None, "Listening endpoint description (default: tcp:3000, or the config's bindAddress/bindPort)."],
         ["config", "c", None, "A Rusty Beam config.html (ServerConfig/HostConfig microdata)."],
         ["max-body", None, _http.maxBodyBytes, "Largest PUT/POST body in bytes (413 over it).", _positive(int)],
         ["cache-size", None, _store.cacheSize, "Parsed documents kept in memory.", _positive(int)],
@@ -85,6 +90,18 @@ class Options(usage.Options):
         self["allowed-origins"].append(pattern)
 
     def postOptions(self) -> None:
+        self.serverConfig: ServerConfig | None = None
+        if self["config"] is not None:
+            try:
+                self.serverConfig = loadConfig(self["config"])
+            except ConfigError as e:
+                raise usage.UsageError(f"bad --config: {e}") from None
+            for host in self.serverConfig.hosts:
+                if not os.path.isdir(host.hostRoot):
+                    raise usage.UsageError(
+                        f"bad --config: {self['config']}: HostConfig ({host.hostName}): "
+                        f"property 'hostRoot': not a directory: {host.hostRoot}"
+                    )
         if self["root"] is None and self["config"] is None:
             self["root"] = bundledExamples()
         if self["root"] is not None and not os.path.isdir(self["root"]):
@@ -138,14 +155,26 @@ def makeService(options: Options) -> IService:
     txaio.set_global_log_level("info")
     top = MultiService()
     documentOptions = options.documentOptions()
-    documents = DocumentService(options["root"], documentOptions, reactor=reactor)
-    if options["autobahn-testee"]:
-        from rustybeam.testee import EchoProtocol
+    config = options.serverConfig
+    root: Resource
+    if config is not None:
+        hosts, root = hostsService(config, documentOptions, reactor)
+        hosts.setServiceParent(top)
+        port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
+    else:
+        documents = DocumentService(options["root"], documentOptions, reactor=reactor)
+        if options["autobahn-testee"]:
+            from rustybeam.testee import EchoProtocol
 
-        documents.factory.protocol = EchoProtocol
-    documents.setServiceParent(top)
-    site = DocumentSite(documents.resource(), documentOptions.http.maxBodyBytes)
-    endpointService(options["port"], site).setServiceParent(top)
+            documents.factory.protocol = EchoProtocol
+        documents.setServiceParent(top)
+        root = documents.resource()
+        port = options["port"] or "tcp:3000"
+    accessLog = None
+    if options["access-log"] is not None:
+        accessLog = AccessLog(AccessLogOptions(options["access-log"], options["access-log-format"]))
+    site = DocumentSite(root, documentOptions.http.maxBodyBytes, accessLog)
+    endpointService(port, site).setServiceParent(top)
     return top
 
 

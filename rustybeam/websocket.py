@@ -126,6 +126,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         self.peerAddress = getattr(self.transport.getPeer(), "host", "?")
 
     def onOpen(self) -> None:
+        self._logUpgrade(101)
         now = self.factory.clock.seconds()
         self._bucket = _Bucket(float(self.factory.options.messageBurst), now)
         self.factory.notifier.subscribe(self, self.documentUrl, None)
@@ -133,7 +134,18 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.notifier.forget(self)
 
+    def _logUpgrade(self, status: int) -> None:
+        """Write the opening handshake to the site's access log, once."""
+        request, self.httpRequest = getattr(self, "httpRequest", None), None
+        site = getattr(getattr(request, "channel", None), "site", None)
+        if request is None or site is None:
+            return
+        request.code = status
+        request.sentLength = 0
+        site.log(request)
+
     def connectionLost(self, reason: Any) -> None:
+        self._logUpgrade(400)
         super().connectionLost(reason)
         self.factory.notifier.forget(self)
         self.factory.release(self)
@@ -391,6 +403,7 @@ class WebSocketUpgrade:
 
     def upgrade(self, request: Request, url: str, viewer: IViewer | None) -> object:
         protocol = self.factory.connect(_address(request), url, viewer)
+        protocol.httpRequest = request
         transport, request.channel.transport = request.channel.transport, None
         if isinstance(transport, ProtocolWrapper):
             transport.wrappedProtocol = protocol

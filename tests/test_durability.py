@@ -133,8 +133,8 @@ def test_concurrent_whole_document_puts_leave_the_last_one_applied(
 # Killed in the middle of writes
 
 
-MARKERS = 12000
-"""Markers per version: a whole version is some hundreds of kilobytes."""
+MARKERS = 2000
+"""Markers per version: a version is about fifty kilobytes."""
 
 
 def wholeVersion(tag: str) -> bytes:

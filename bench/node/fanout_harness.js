@@ -1,0 +1,247 @@
+// Load generator for bench/fanout.py (adapted from the fan-out anchors' harness.js).
+//
+// For each subscriber count N in --levels (ascending), it tops the pool of WebSocket
+// subscribers on ws://127.0.0.1:PORT/doc.html up to N, then:
+//   warm-up  : --warmup PUTs, one every --interval ms, not measured;
+//   paced    : --paced PUTs, one every --interval ms;
+//   burst    : --burst-total PUTs in bursts of --burst-size sent back to back (up to
+//              --concurrency in flight on keep-alive HTTP connections); the next burst
+//              starts once the previous one has been delivered to all N subscribers and
+//              every PUT has been answered (closed loop).
+// The publisher is an HTTP `PUT /doc.html` with `Range: selector=#x`; its body carries
+// a sequence number, so every StreamItem is matched to the PUT that caused it.
+// Latency = subscriber receive time - time the PUT was handed to Node's http client,
+// both performance.now() in this process. Server CPU = utime+stime of /proc/PID/stat
+// (all threads, including the fsync worker thread) and the sum of the threads'
+// schedstat, read before each measured phase and 200 ms after it ends.
+// Prints one JSON line on stdout.
+'use strict';
+const WebSocket = require('ws');
+const http = require('http');
+const fs = require('fs');
+const { performance } = require('perf_hooks');
+
+const A = {};
+for (let i = 2; i < process.argv.length; i += 2) A[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+const PORT = +A.port;
+const PID = +A.pid;
+const LEVELS = (A.levels || '0,1,100,1000').split(',').map(Number);
+const WARMUP = +(A.warmup || 20);
+const PACED = +(A.paced || 200);
+const INTERVAL = +(A.interval || 20);
+const BURST_TOTAL = +(A['burst-total'] || 500);
+const BURST_SIZE = +(A['burst-size'] || 50);
+const CONCURRENCY = +(A.concurrency || 4);
+const IDLE_MS = +(A['idle-ms'] || 1000);
+const CLK_TCK = +(A['clk-tck'] || 100);
+const PAD = +(A.pad || 40);
+const PATH = A.path || '/doc.html';
+const HOST = '127.0.0.1';
+const PER_LEVEL = WARMUP + PACED + BURST_TOTAL;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+
+// ---- per-level state -------------------------------------------------------------
+let N = 0, base = 0;             // subscribers, first seq of the level
+let sendT, putDone, phaseOf, phases, pos, order, ooo, delivered, answered, waiter, frameBytes;
+function resetLevel(n, seqBase) {
+  N = n; base = seqBase;
+  sendT = new Float64Array(PER_LEVEL);
+  putDone = new Float64Array(PER_LEVEL);
+  phaseOf = new Uint8Array(PER_LEVEL);
+  for (let s = 0; s < PER_LEVEL; s++) phaseOf[s] = s < WARMUP ? 0 : s < WARMUP + PACED ? 1 : 2;
+  phases = [WARMUP, PACED, BURST_TOTAL].map((cnt) => ({
+    lat: new Float64Array(Math.max(1, n) * cnt), count: 0, lastRecv: 0,
+    put: new Float64Array(cnt), puts: 0, lastPut: 0, errors: 0,
+  }));
+  pos = new Int32Array(n);       // how many items subscriber i has had in this level
+  order = new Int32Array(PER_LEVEL).fill(-1); // the order the first receiver saw
+  ooo = 0; delivered = 0; answered = 0; waiter = null; frameBytes = 0;
+}
+
+const MARK = Buffer.from('seq=');
+function onMsg(i, data) {
+  const t = performance.now();
+  if (i >= N) return;            // not part of this level (cannot happen: levels only grow)
+  const at = data.indexOf(MARK);
+  if (at < 0) return;            // not a StreamItem of ours
+  let s = 0;
+  for (let k = at + 4; k < at + 12; k++) s = s * 10 + (data[k] - 48);
+  s -= base;
+  if (s < 0 || s >= PER_LEVEL) return; // a late item of a previous level
+  if (!frameBytes) frameBytes = data.length;
+  const p = pos[i]++;
+  if (order[p] < 0) order[p] = s; else if (order[p] !== s) ooo++;
+  const P = phases[phaseOf[s]];
+  P.lat[P.count++] = t - sendT[s];
+  P.lastRecv = t;
+  delivered++;
+  check();
+}
+function check() {
+  if (waiter !== null && delivered >= waiter.deliveries && answered >= waiter.puts) {
+    const w = waiter; waiter = null; w.resolve(true);
+  }
+}
+function waitFor(deliveries, puts, timeoutMs) {
+  if (delivered >= deliveries && answered >= puts) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const to = setTimeout(() => { waiter = null; resolve(false); }, timeoutMs);
+    waiter = { deliveries, puts, resolve: (v) => { clearTimeout(to); resolve(v); } };
+  });
+}
+
+const FILL = 'x'.repeat(PAD);
+function put(s) {
+  const seq = String(base + s).padStart(8, '0');
+  const body = Buffer.from(`<div id="x"><b>seq=${seq}</b> ${FILL}</div>`);
+  const req = http.request({
+    host: HOST, port: PORT, path: PATH, method: 'PUT', agent,
+    headers: { 'Range': 'selector=#x', 'Content-Type': 'text/html', 'Content-Length': body.length },
+  }, (res) => {
+    res.resume();
+    res.on('end', () => {
+      const t = performance.now();
+      const P = phases[phaseOf[s]];
+      if (res.statusCode >= 300) P.errors++;
+      P.put[P.puts++] = t - sendT[s];
+      P.lastPut = t;
+      answered++;
+      check();
+    });
+  });
+  req.on('error', (e) => { console.error('PUT error', e.message); phases[phaseOf[s]].errors++; answered++; check(); });
+  sendT[s] = performance.now();
+  req.end(body);
+}
+
+// ---- measurement helpers (as in the anchors' harness) ------------------------------
+function serverCpu() {
+  const s = fs.readFileSync(`/proc/${PID}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  let ns = 0, threads = 0;
+  for (const tid of fs.readdirSync(`/proc/${PID}/task`)) {
+    try { ns += +fs.readFileSync(`/proc/${PID}/task/${tid}/schedstat`, 'utf8').split(' ')[0]; threads++; } catch (e) {}
+  }
+  return { us_stat: (+f[11] + +f[12]) * 1e6 / CLK_TCK, us_user: +f[11] * 1e6 / CLK_TCK,
+           us_sys: +f[12] * 1e6 / CLK_TCK, us_sched: ns / 1e3, threads };
+}
+function serverRssMB() {
+  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, 'utf8'));
+  return m ? +m[1] / 1024 : null;
+}
+const hcpu = () => { const u = process.cpuUsage(); return u.user + u.system; };
+function pct(arr, n) {
+  const a = arr.subarray(0, n).sort();
+  const q = (p) => (n ? a[Math.min(n - 1, Math.floor(p * (n - 1)))] : null);
+  return { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: n ? a[n - 1] : null, min: n ? a[0] : null };
+}
+
+async function measured(idx, fn, puts) {
+  const c0 = serverCpu(), h0 = hcpu(), w0 = performance.now();
+  const ok = await fn();
+  const w1 = performance.now();
+  const c1a = serverCpu(), h1 = hcpu();
+  await sleep(200);
+  const c1 = serverCpu();
+  const P = phases[idx];
+  const d = P.count;
+  const r = {
+    complete: ok, puts, put_errors: P.errors, deliveries: d, expected: N * puts, missing: N * puts - d,
+    wall_s: (w1 - w0) / 1e3,
+    server_cpu_us_stat: c1.us_stat - c0.us_stat,
+    server_cpu_us_user: c1.us_user - c0.us_user,
+    server_cpu_us_sys: c1.us_sys - c0.us_sys,
+    server_cpu_us_sched: c1.us_sched - c0.us_sched,
+    harness_cpu_us: h1 - h0,
+  };
+  r.server_us_per_put = r.server_cpu_us_sched / puts;
+  r.server_us_per_put_stat = r.server_cpu_us_stat / puts;
+  r.server_us_per_delivery = d ? r.server_cpu_us_sched / d : null;
+  r.server_us_per_delivery_stat = d ? r.server_cpu_us_stat / d : null;
+  r.harness_us_per_delivery = d ? r.harness_cpu_us / d : null;
+  r.server_sys_fraction = r.server_cpu_us_stat ? r.server_cpu_us_sys / r.server_cpu_us_stat : null;
+  r.server_util = (c1a.us_sched - c0.us_sched) / (w1 - w0) / 1e3;
+  r.harness_util = r.harness_cpu_us / (w1 - w0) / 1e3;
+  r.latency_ms = pct(P.lat, d);
+  r.put_response_ms = pct(P.put, P.puts);
+  return r;
+}
+
+function open(onMessage) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${HOST}:${PORT}${PATH}`, { perMessageDeflate: false, skipUTF8Validation: true });
+    ws.on('open', () => resolve(ws));
+    ws.on('error', reject);
+    ws.on('message', onMessage);
+  });
+}
+
+(async () => {
+  const out = { levels: [], warmup: WARMUP, paced: PACED, interval_ms: INTERVAL, burst_total: BURST_TOTAL,
+                burst_size: BURST_SIZE, concurrency: CONCURRENCY, pad: PAD };
+  const clients = [];
+  resetLevel(0, 0);
+  out.server_rss_mb_start = serverRssMB();
+  for (let li = 0; li < LEVELS.length; li++) {
+    const n = LEVELS[li];
+    const L = { n };
+    const tc = performance.now();
+    let next = clients.length;
+    const worker = async () => {
+      while (next < n) { const i = next++; clients[i] = await open((d) => onMsg(i, d)); }
+    };
+    await Promise.all(Array.from({ length: Math.min(50, Math.max(0, n - clients.length)) }, worker));
+    L.connect_s = (performance.now() - tc) / 1e3;
+    resetLevel(n, li * PER_LEVEL);
+    await sleep(500);
+    L.server_rss_mb_connected = serverRssMB();
+    const i0 = serverCpu();
+    await sleep(IDLE_MS);
+    const i1 = serverCpu();
+    L.server_idle_cpu_pct = (i1.us_sched - i0.us_sched) / (IDLE_MS * 1e3) * 100;
+    L.server_threads = i1.threads;
+
+    for (let s = 0; s < WARMUP; s++) { put(s); await sleep(INTERVAL); }
+    L.warmup_complete = await waitFor(N * WARMUP, WARMUP, 10000);
+    await sleep(300);
+
+    L.paced_phase = await measured(1, async () => {
+      const t0 = performance.now();
+      for (let j = 0; j < PACED; j++) {
+        const dly = t0 + j * INTERVAL - performance.now();
+        if (dly > 0) await sleep(dly);
+        put(WARMUP + j);
+      }
+      return waitFor(N * (WARMUP + PACED), WARMUP + PACED, 15000);
+    }, PACED);
+    await sleep(300);
+
+    let firstSend = 0;
+    L.burst_phase = await measured(2, async () => {
+      let s = WARMUP + PACED, ok = true;
+      firstSend = performance.now();
+      for (let b = 0; b < BURST_TOTAL / BURST_SIZE; b++) {
+        for (let j = 0; j < BURST_SIZE; j++) put(s++);
+        ok = (await waitFor(N * s, s, 30000)) && ok;
+        if (!ok) break;
+      }
+      return ok;
+    }, BURST_TOTAL);
+    const B = phases[2];
+    L.burst_phase.puts_per_s = B.puts / ((B.lastPut - firstSend) / 1e3);
+    L.burst_phase.deliveries_per_s = N ? B.count / ((B.lastRecv - firstSend) / 1e3) : 0;
+    L.out_of_order = ooo;
+    L.frame_bytes = frameBytes;
+    L.server_rss_mb_end = serverRssMB();
+    out.levels.push(L);
+    process.stderr.write(`N=${n}: paced p50 ${L.paced_phase.latency_ms.p50 ?? '-'} ms, ` +
+      `${L.paced_phase.server_us_per_put.toFixed(0)} us CPU/PUT; burst ${L.burst_phase.deliveries_per_s.toFixed(0)} del/s, ` +
+      `${L.burst_phase.puts_per_s.toFixed(0)} PUT/s, missing ${L.paced_phase.missing + L.burst_phase.missing}\n`);
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+  for (const c of clients) c.terminate();
+  agent.destroy();
+  setTimeout(() => process.exit(0), 100);
+})().catch((e) => { console.error('harness error', e); process.exit(2); });

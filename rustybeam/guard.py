@@ -1,0 +1,137 @@
+"""
+Access control as the HTTP and WebSocket sides see it: Rusty Beam's basic-auth and
+authorization plugins behind the L{IGuard} and L{IViewer} seams.
+
+L{AuthGuard} turns an C{Authorization} header into a L{Viewer} and decides each
+operation with an L{Authorizer}. A L{Viewer} lives as long as a WebSocket connection:
+it decides subscriptions with the credentials of the opening handshake and cuts from
+each StreamItem the content that its user could not C{GET}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Hashable, Mapping
+
+from lxml import etree
+
+from rustybeam import markup
+from rustybeam.auth import Authorizer, Credential, authenticate, parseBasicAuthorization
+from rustybeam.changes import Change
+from rustybeam.errors import FORBIDDEN, UNAUTHORIZED, Problem
+
+VERIFIED_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class GuardOptions:
+    """What the pipeline asks for: who may log in, and the rules (if any)."""
+
+    users: Mapping[str, Credential] | None = None
+    """The basic-auth users; C{None} when the pipeline has no basic-auth."""
+    realm: str = "Rusty Beam"
+    authorizer: Authorizer | None = None
+    """The authorization rules; C{None} when the pipeline has no authorization."""
+    authenticateFirst: bool = True
+    """Whether basic-auth comes before authorization in the pipeline (otherwise the
+    rules see every request as anonymous, as Rusty Beam would)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Viewer:
+    """An authenticated user (or nobody) and what they may read."""
+
+    user: Credential | None
+    authorizer: Authorizer | None = field(repr=False)
+
+    @property
+    def key(self) -> Hashable:
+        return self.user.username if self.user is not None else None
+
+    @property
+    def name(self) -> str | None:
+        return self.user.username if self.user is not None else None
+
+    def may(self, method: str, url: str, selector: str | None,
+            tree: etree._ElementTree | None) -> bool:
+        if self.authorizer is None:
+            return True
+        return self.authorizer.decide(self.user, method, url, selector, tree)
+
+    def mayRead(self, url: str, selector: str | None, tree: etree._ElementTree | None) -> bool:
+        return self.may("GET", url, selector, tree)
+
+    def redact(self, change: Change) -> str | None:
+        """The content of C{change} that this viewer could GET, or C{None} if none."""
+        if self.authorizer is None:
+            return change.content
+        tree = change.before if change.method == "DELETE" else change.after
+        nodes = change.removed if change.method == "DELETE" else change.inserted
+        if tree is None:
+            return change.content if self.may("GET", change.url, None, None) else None
+        access = self.authorizer.access(self.user, "GET", change.url, tree)
+        if not nodes:
+            shown = access.documentAllowed and all(access.allows(c) for c in change.containers)
+            return change.content if shown else None
+        visible = access.redact(list(nodes))
+        if not visible:
+            return None
+        if len(visible) == len(nodes) and all(a is b for a, b in zip(visible, nodes)):
+            return change.content
+        return "\n".join(markup.serialize(n) for n in visible)
+
+
+class AuthGuard:
+    """L{IGuard} for a host's basic-auth and authorization plugins."""
+
+    def __init__(self, options: GuardOptions) -> None:
+        self.options = options
+        self._verified: OrderedDict[bytes, Credential] = OrderedDict()
+
+    def viewer(self, authorization: bytes | None) -> Viewer:
+        users = self.options.users
+        user: Credential | None = None
+        if users is not None and authorization is not None:
+            user = self._authenticate(users, authorization)
+        if not self.options.authenticateFirst:
+            user = None
+        return Viewer(user, self.options.authorizer)
+
+    def _authenticate(self, users: Mapping[str, Credential], authorization: bytes) -> Credential:
+        """The user named by a Basic header; successful checks are remembered (by a
+        digest of the header) so that bcrypt runs once per user, not per request."""
+        digest = hashlib.sha256(authorization).digest()
+        user = self._verified.get(digest)
+        if user is not None:
+            self._verified.move_to_end(digest)
+            return user
+        if parseBasicAuthorization(authorization) is None:
+            raise self._challenge("malformed Basic credentials")
+        user = authenticate(users, authorization)
+        if user is None:
+            raise self._challenge("wrong user name or password")
+        self._verified[digest] = user
+        while len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return user
+
+    def authorize(self, viewer: Viewer, method: str, url: str, selector: str | None,
+                  tree: etree._ElementTree | None) -> None:
+        if self.options.authorizer is None:
+            if self.options.users is not None and viewer.user is None:
+                raise self._challenge()
+            return
+        if viewer.may(method, url, selector, tree):
+            return
+        if viewer.user is None and self.options.users is not None:
+            raise self._challenge()
+        raise FORBIDDEN.because(f"{method} {url}" + (f" selector {selector}" if selector else ""))
+
+    def _challenge(self, reason: str | None = None) -> Problem:
+        realm = self.options.realm.replace("\\", "\\\\").replace('"', '\\"')
+        problem = UNAUTHORIZED.because(reason) if reason else UNAUTHORIZED
+        return problem.withHeader(
+            b"WWW-Authenticate", f'Basic realm="{realm}"'.encode("utf-8")
+        )

@@ -1,0 +1,144 @@
+"""
+Virtual hosts from a Rusty Beam C{config.html}: one live document root per
+C{HostConfig}, its plugin pipeline mapped to rustybeam's components, and a resource
+that routes each request by its C{Host} header.
+
+Pipeline mapping (by Rusty Beam plugin name):
+  - C{selector-handler}: C{Range: selector=} requests (without it, Range is ignored);
+  - C{file-handler}: whole-file requests (without it, they get 404);
+  - C{websocket}: WebSocket upgrades (without it, upgrades are plain HTTP);
+  - C{basic-auth} (C{realm}, C{authfile}) and C{authorization} (C{authfile}): the
+    host's L{AuthGuard}; when authorization comes before basic-auth in the
+    pipeline, its rules see every request as anonymous;
+  - C{access-log} (C{log_file}, C{format}): the host's access log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from twisted.application.service import MultiService
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from rustybeam.accesslog import AccessLog, AccessLogOptions
+from rustybeam.auth import Authorizer, loadAuthFile
+from rustybeam.config import ConfigError, HostConfig, ServerConfig
+from rustybeam.errors import UNKNOWN_HOST
+from rustybeam.guard import AuthGuard, GuardOptions
+from rustybeam.resource import renderProblem
+from rustybeam.service import DocumentOptions, DocumentService
+
+
+def guardFor(host: HostConfig) -> AuthGuard | None:
+    """The access control a host's pipeline asks for, or C{None} if none."""
+    names = [p.name for p in host.plugins]
+    basic, authorization = host.plugin("basic-auth"), host.plugin("authorization")
+    if basic is None and authorization is None:
+        return None
+    users = None
+    realm = "Rusty Beam"
+    if basic is not None:
+        users = loadAuthFile(_required(basic.get("authfile"), host, "basic-auth", "authfile")).users
+        realm = basic.get("realm") or realm
+    authorizer = None
+    if authorization is not None:
+        authfile = _required(authorization.get("authfile"), host, "authorization", "authfile")
+        authorizer = Authorizer(loadAuthFile(authfile).rules)
+    first = basic is None or authorization is None or (
+        names.index("basic-auth") < names.index("authorization")
+    )
+    return AuthGuard(GuardOptions(users, realm, authorizer, authenticateFirst=first))
+
+
+def optionsFor(host: HostConfig, base: DocumentOptions) -> DocumentOptions:
+    """C{base} with the handlers that a host's pipeline enables."""
+    return replace(
+        base,
+        http=replace(
+            base.http,
+            selectors=host.plugin("selector-handler") is not None,
+            files=host.plugin("file-handler") is not None,
+        ),
+        enableWebSocket=host.plugin("websocket") is not None,
+    )
+
+
+def accessLogFor(host: HostConfig) -> AccessLog | None:
+    plugin = host.plugin("access-log")
+    if plugin is None:
+        return None
+    try:
+        return AccessLog(AccessLogOptions.fromProperties(plugin.properties))
+    except OSError as e:
+        raise ConfigError(f"HostConfig ({host.hostName}): access-log: property 'log_file': {e}") from None
+
+
+def _required(value: str | None, host: HostConfig, plugin: str, prop: str) -> str:
+    if not value:
+        raise ConfigError(f"HostConfig ({host.hostName}): plugin {plugin}: missing property {prop!r}")
+    return value
+
+
+class VirtualHost(DocumentService):
+    """A L{DocumentService} for one C{HostConfig}, with its access log."""
+
+    def __init__(self, host: HostConfig, base: DocumentOptions, reactor: object = None) -> None:
+        super().__init__(host.hostRoot, optionsFor(host, base), guardFor(host), reactor)  # type: ignore[arg-type]
+        self.config = host
+        self.name = host.hostName
+        self.accessLog = accessLogFor(host)
+
+    def stopService(self):  # type: ignore[no-untyped-def]
+        d = super().stopService()
+        if self.accessLog is not None:
+            d.addBoth(lambda result: (self.accessLog.close(), result)[1])  # type: ignore[union-attr]
+        return d
+
+
+class HostRouter(Resource):
+    """
+    Routes each request to the host its C{Host} header names (port and case
+    ignored); a request for a host the configuration does not name gets 404.
+    """
+
+    def __init__(self, config: ServerConfig, hosts: dict[str, VirtualHost]) -> None:
+        super().__init__()
+        self.config = config
+        self.hosts = hosts
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        host = self._host(request)
+        if host is None:
+            return _Problem()
+        request.rustybeamAccessLog = host.accessLog  # type: ignore[attr-defined]
+        request.prepath.pop()
+        request.postpath.insert(0, path)
+        return host.resource()
+
+    def render(self, request: Request) -> bytes:
+        return _Problem().render(request)
+
+    def _host(self, request: Request) -> VirtualHost | None:
+        header = request.getHeader(b"host")
+        config = self.config.host(header.decode("latin-1") if header else None)
+        return self.hosts.get(config.hostName) if config is not None else None
+
+
+class _Problem(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return renderProblem(request, UNKNOWN_HOST)
+
+
+def hostsService(config: ServerConfig, base: DocumentOptions, reactor: object = None
+                 ) -> tuple[MultiService, HostRouter]:
+    """Every configured host as a service, and the resource that routes to them."""
+    parent = MultiService()
+    hosts: dict[str, VirtualHost] = {}
+    for host in config.hosts:
+        service = VirtualHost(host, base, reactor)
+        service.setServiceParent(parent)
+        hosts[host.hostName] = service
+    return parent, HostRouter(config, hosts)
