@@ -18,7 +18,7 @@ from twisted.web.resource import Resource
 from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.documents import StoreOptions
-from rustybeam.hosts import hostsService
+from rustybeam.hosts import guardFor, hostsService
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService
@@ -97,6 +97,10 @@ class Options(usage.Options):
             except ConfigError as e:
                 raise usage.UsageError(f"bad --config: {e}") from None
             for host in self.serverConfig.hosts:
+                try:
+                    guardFor(host)
+                except (ConfigError, OSError) as e:
+                    raise usage.UsageError(f"bad --config: {self['config']}: {e}") from None
                 if not os.path.isdir(host.hostRoot):
                     raise usage.UsageError(
                         f"bad --config: {self['config']}: HostConfig ({host.hostName}): "

@@ -50,11 +50,13 @@ class Response:
 class Server:
     """A rustybeam process on 127.0.0.1 with its own root and options."""
 
-    def __init__(self, root: Path, *args: str, module: str = "rustybeam") -> None:
+    def __init__(self, root: Path, *args: str, module: str = "rustybeam",
+                 config: Path | None = None) -> None:
         self.root = root
         self.port = freePort()
         self.log = root.parent / f"server-{self.port}.log"
-        self.args = ["--root", str(root), "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
+        where = ["--config", str(config)] if config is not None else ["--root", str(root)]
+        self.args = [*where, "--port", f"tcp:{self.port}:interface=127.0.0.1", *args]
         self.module = module
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -90,6 +92,9 @@ class Server:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def request(self, method: str, path: str, body: bytes | str | None = None,
                 headers: dict[str, str] | None = None) -> Response:
@@ -205,9 +210,9 @@ def parseItem(text: str) -> Item:
 class Watcher:
     """A real WebSocket client (the websockets package) on a document URL."""
 
-    def __init__(self, server: Server, path: str, **kwargs: object) -> None:
+    def __init__(self, server: Server, path: str, host: str = "127.0.0.1", **kwargs: object) -> None:
         self.connection: ClientConnection = connect(
-            server.ws + path, open_timeout=5, **kwargs
+            f"ws://{host}:{server.port}{path}", open_timeout=5, **kwargs
         ).__enter__()
 
     def send(self, message: dict[str, object]) -> None:

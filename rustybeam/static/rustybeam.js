@@ -37,7 +37,9 @@
  *
  * Resuming: the client subscribes with `since` (the last sequence it has seen), so after
  * a reconnect the server replays what was missed or answers `{"type":"reset"}`. Without a
- * known sequence (no header, or unnumbered items) a reconnect reloads the watched parts.
+ * known sequence (no header, or unnumbered items), or after the server closed with 1001
+ * (going away: a restarted server numbers its changes afresh), a reconnect reloads the
+ * watched parts.
  * Reconnects back off exponentially (with jitter) from `minDelay` to `maxDelay`.
  * @module rustybeam
  */
@@ -223,6 +225,7 @@ export class LiveDocument extends EventTarget {
     this._buffer = null;
     this._floor = -Infinity;
     this._connections = 0;
+    this._restarted = false;
     this._socket = null;
     this._timer = null;
     this._onOnline = () => this._timer && this._retryNow();
@@ -279,6 +282,9 @@ export class LiveDocument extends EventTarget {
       if (this._socket !== socket) return;
       this._socket = null;
       this.connected = false;
+      // 1001: the server is going away (restarting). A new process numbers its changes
+      // afresh, so the numbers we hold mean nothing to it: reload on the next connection.
+      if (event.code === 1001) this._restarted = true;
       const retry = this._reconnect && !this.closed;
       const delay = retry ? this._nextDelay() : null;
       if (retry) this._timer = setTimeout(() => this._retryNow(), delay);
@@ -344,12 +350,18 @@ export class LiveDocument extends EventTarget {
   /**
    * On the first answer of a connection: without a known sequence, changes may have been
    * missed while disconnected (reload); a sequence that went backwards means the server
-   * restarted and lost its history (reload too).
+   * restarted and lost its history (reload too), and so does a close with 1001 (going
+   * away): a restarted server's numbers may have caught up with ours, and replaying "after
+   * ours" would then skip changes silently.
    */
   _check(current) {
     current = Number.isInteger(current) ? current : null;
+    const restarted = this._restarted;
+    this._restarted = false;
     if (this._connections++ === 0 && this.sequence === null) return;
-    if (this.sequence === null || (current !== null && current < this.sequence)) this._reset(current);
+    if (restarted || this.sequence === null || (current !== null && current < this.sequence)) {
+      this._reset(current);
+    }
   }
 
   _item(item) {

@@ -1,0 +1,316 @@
+"""
+SPEC section 4: a Rusty Beam user's config.html, users and rules, served for real —
+over HTTP and over WebSocket alike.
+
+Each server is started from a fixture in ../shared/rustybeam-fixtures/config/, copied
+into a temporary directory in which the relative paths it names (hostRoot, authfile)
+are laid out with test documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from conftest import DOCUMENTS, FIXTURES, HERE, PROJECT, Server, Watcher, rawHandshake
+
+AUTH = FIXTURES / "auth"
+LIVE_RULES = HERE / "data" / "auth" / "live-rules.html"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def configured(tmp: Path, fixture: str, hostRoot: str, authfile: Path | None = None,
+               extraPlugin: str = "") -> Path:
+    """Lay out C{fixture}'s relative paths under C{tmp}; return the copied config."""
+    config = (FIXTURES / "config" / fixture).read_text()
+    if extraPlugin:
+        config = config.replace("</td>\n            </tr>\n        </tbody>\n    </table>\n</body>",
+                                extraPlugin + "</td>\n            </tr>\n        </tbody>\n    </table>\n</body>", 1)
+        assert extraPlugin in config
+    (tmp / "config.html").write_text(config)
+    root = tmp / hostRoot
+    shutil.copytree(DOCUMENTS, root, dirs_exist_ok=True)
+    if authfile is not None:
+        shutil.copy(authfile, root / "users.html")
+    return tmp / "config.html"
+
+
+def start(tmp: Path, config: Path, *args: str) -> Server:
+    return Server(tmp / "unused", *args, config=config).start()
+
+
+LOCAL = {"Host": "localhost"}
+
+
+@pytest.fixture(scope="module")
+def authorization(tmp_path_factory) -> Iterator[Server]:
+    """authorization-config.html with Rusty Beam's own users.html."""
+    tmp = tmp_path_factory.mktemp("authorization")
+    config = configured(tmp, "authorization-config.html", "tests/plugins/hosts/authorization",
+                        AUTH / "users.html")
+    users = tmp / "tests/plugins/hosts/authorization"
+    for who in ("johndoe", "admin"):
+        (users / "users" / who).mkdir(parents=True)
+        (users / "users" / who / "notes.html").write_text(f"<html><body><p id=n>{who}</p></body></html>")
+    (users / "admin").mkdir()
+    (users / "admin" / "panel.html").write_text("<html><body><p id=p>panel</p></body></html>")
+    server = start(tmp, config)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[Server]:
+    """websocket-config.html with bcrypt and plaintext users and selector rules,
+    plus an access log."""
+    tmp = tmp_path_factory.mktemp("live")
+    config = (FIXTURES / "config" / "websocket-config.html").read_text()
+
+    def row(library: str, **properties: str) -> str:
+        spans = "".join(f'<span itemprop="{k}">{v}</span>' for k, v in properties.items())
+        return ('<tr><td>Plugin</td><td itemprop="plugin" itemscope '
+                'itemtype="https://rustybeam.net/schema/Plugin">'
+                f'<span itemprop="library">file://./plugins/{library}</span>{spans}</td></tr>\n')
+
+    authfile = "file://./tests/plugins/hosts/websocket/users.html"
+    before = (row("librusty_beam_basic_auth.so", realm="Live Docs", authfile=authfile)
+              + row("librusty_beam_authorization.so", authfile=authfile))
+    after = row("librusty_beam_access_log.so", log_file="file://./access.log")
+    first = config.index("<tr>\n                <td>Plugin</td>")
+    last = config.rindex("</tbody>")
+    config = config[:first] + before + config[first:last] + after + config[last:]
+    (tmp / "config.html").write_text(config)
+    root = tmp / "tests/plugins/hosts/websocket"
+    shutil.copytree(DOCUMENTS, root)
+    shutil.copy(LIVE_RULES, root / "users.html")
+    server = start(tmp, tmp / "config.html")
+    server.accessLog = tmp / "access.log"  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+
+
+# Authorization with Rusty Beam's own users.html
+
+
+def test_anonymous_get_is_allowed(authorization: Server) -> None:
+    assert authorization.request("GET", "/doc.html", headers=LOCAL).status == 200
+
+
+def test_anonymous_put_is_refused_with_a_basic_challenge(authorization: Server) -> None:
+    r = authorization.select("PUT", "/doc.html", "#content", "<div id=content>x</div>", LOCAL)
+    assert r.status == 401
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="Rusty Beam"'
+    assert b"x</div>" not in authorization.request("GET", "/doc.html", headers=LOCAL).body
+
+
+def test_admin_by_username_may_write(authorization: Server) -> None:
+    r = authorization.select("PUT", "/doc.html", "#content", "<div id=content>by admin</div>",
+                             {**LOCAL, **basic("admin", "admin123")})
+    assert r.status == 206
+
+
+def test_plaintext_user_without_a_rule_is_forbidden_to_write(authorization: Server) -> None:
+    r = authorization.select("PUT", "/doc.html", "#content", "<div id=content>x</div>",
+                             {**LOCAL, **basic("johndoe", "doe123")})
+    assert r.status == 403
+
+
+def test_wrong_password_is_refused(authorization: Server) -> None:
+    r = authorization.request("GET", "/doc.html", headers={**LOCAL, **basic("admin", "nope")})
+    assert r.status == 401 and "WWW-Authenticate" in r.headers
+
+
+def test_role_rule_admits_administrators_only(authorization: Server) -> None:
+    assert authorization.request("GET", "/admin/panel.html",
+                                 headers={**LOCAL, **basic("admin", "admin123")}).status == 200
+    assert authorization.request("GET", "/admin/panel.html",
+                                 headers={**LOCAL, **basic("johndoe", "doe123")}).status == 403
+    assert authorization.request("GET", "/admin/panel.html", headers=LOCAL).status == 401
+
+
+def test_username_paths_admit_only_their_owner(authorization: Server) -> None:
+    john = {**LOCAL, **basic("johndoe", "doe123")}
+    assert authorization.request("GET", "/users/johndoe/notes.html", headers=john).status == 200
+    assert authorization.select("PUT", "/users/johndoe/notes.html", "#n", "<p id=n>mine</p>",
+                                john).status == 206
+    assert authorization.request("GET", "/users/admin/notes.html", headers=john).status == 403
+
+
+def test_unknown_host_gets_404(authorization: Server) -> None:
+    r = authorization.request("GET", "/doc.html", headers={"Host": "elsewhere.example"})
+    assert r.status == 404 and "host" in r.text
+
+
+# Basic auth alone, with bcrypt and plaintext users
+
+
+@pytest.fixture(scope="module")
+def basicOnly(tmp_path_factory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("basic")
+    config = configured(tmp, "basic-auth-config.html", "tests/plugins/hosts/basic-auth",
+                        AUTH / "users_mixed.html")
+    server = start(tmp, config)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("user,password", [("admin", "admin123"), ("johndoe", "doe123")])
+def test_bcrypt_and_plaintext_users_log_in(basicOnly: Server, user: str, password: str) -> None:
+    assert basicOnly.request("GET", "/doc.html", headers={**LOCAL, **basic(user, password)}).status == 200
+
+
+def test_basic_auth_alone_requires_credentials(basicOnly: Server) -> None:
+    assert basicOnly.request("GET", "/doc.html", headers=LOCAL).status == 401
+    assert basicOnly.request("GET", "/doc.html", headers={**LOCAL, **basic("admin", "x")}).status == 401
+
+
+def test_malformed_basic_header_is_refused(basicOnly: Server) -> None:
+    r = basicOnly.request("GET", "/doc.html", headers={**LOCAL, "Authorization": "Basic !!!"})
+    assert r.status == 401
+
+
+# Multiple hosts
+
+
+def test_requests_are_routed_by_host(tmp_path: Path) -> None:
+    config = configured(tmp_path, "test-config-multi-host.html", "tests/files/localhost")
+    other = tmp_path / "tests/files/example-com"
+    other.mkdir(parents=True)
+    (other / "doc.html").write_text("<html><body><div id=content>example.com</div></body></html>")
+    server = start(tmp_path, config)
+    try:
+        local = server.select("GET", "/doc.html", "#content", headers={"Host": "localhost:3000"})
+        remote = server.select("GET", "/doc.html", "#content", headers={"Host": "EXAMPLE.com"})
+        assert local.text == '<div id="content">Original content</div>'
+        assert remote.text == '<div id="content">example.com</div>'
+        assert server.request("GET", "/doc.html", headers={"Host": "nowhere"}).status == 404
+    finally:
+        server.stop()
+
+
+# Configuration errors stop start-up with a message naming file, item and property
+
+
+def startupError(tmp: Path, html: str) -> str:
+    (tmp / "config.html").write_text(html)
+    (tmp / "root").mkdir(exist_ok=True)
+    p = subprocess.run([sys.executable, "-m", "rustybeam", "--config", str(tmp / "config.html")],
+                       capture_output=True, text=True, cwd=PROJECT, timeout=30)
+    assert p.returncode != 0
+    return p.stderr
+
+
+def _config(host: str = '<span itemprop="hostName">localhost</span><span itemprop="hostRoot">root</span>',
+            plugin: str = "librusty_beam_file_handler.so", port: str = "3000") -> str:
+    return (
+        '<html><body><div itemscope itemtype="https://rustybeam.net/schema/ServerConfig">'
+        f'<span itemprop="bindPort">{port}</span></div>'
+        '<div itemscope itemtype="https://rustybeam.net/schema/HostConfig">' + host +
+        '<div itemprop="plugin" itemscope itemtype="https://rustybeam.net/schema/Plugin">'
+        f'<span itemprop="library">file://./plugins/{plugin}</span></div></div></body></html>'
+    )
+
+
+@pytest.mark.parametrize("html,expected", [
+    (_config(plugin="librusty_beam_teleport.so"), ["config.html", "Plugin", "library", "teleport"]),
+    (_config(port="eighty"), ["config.html", "ServerConfig", "bindPort"]),
+    (_config(host='<span itemprop="hostName">localhost</span>'), ["config.html", "HostConfig", "hostRoot"]),
+    (_config(host='<span itemprop="hostName">localhost</span><span itemprop="hostRoot">missing</span>'),
+     ["config.html", "HostConfig", "hostRoot", "not a directory"]),
+    ("<html><body>no microdata</body></html>", ["config.html", "ServerConfig"]),
+])
+def test_config_errors_name_file_item_and_property(tmp_path: Path, html: str, expected: list[str]) -> None:
+    message = startupError(tmp_path, html)
+    for word in expected:
+        assert word in message, (word, message)
+
+
+def test_missing_authfile_is_a_startup_error(tmp_path: Path) -> None:
+    config = (FIXTURES / "config" / "basic-auth-config.html").read_text()
+    (tmp_path / "tests/plugins/hosts/basic-auth").mkdir(parents=True)
+    message = startupError(tmp_path, config)
+    assert "users.html" in message
+
+
+# Selector rules over HTTP
+
+
+def test_private_elements_are_hidden_from_anonymous_selector_reads(live: Server) -> None:
+    assert live.select("GET", "/doc.html", ".private", headers=LOCAL).status == 401
+    assert live.select("GET", "/doc.html", "#content", headers=LOCAL).status == 206
+    admin = {**LOCAL, **basic("admin", "admin123")}
+    assert live.select("GET", "/doc.html", ".private", headers=admin).status == 206
+
+
+def test_username_selector_rule_lets_each_user_read_only_their_own_item(live: Server) -> None:
+    john = {**LOCAL, **basic("johndoe", "doe123")}
+    assert live.select("GET", "/people.html", "#p-john", headers=john).status == 206
+    assert live.select("GET", "/people.html", "#p-test", headers=john).status == 403
+    test = {**LOCAL, **basic("testuser", "test123")}
+    assert live.select("GET", "/people.html", "#p-test", headers=test).status == 206
+    assert live.select("GET", "/people.html", "#p-john", headers=LOCAL).status == 401
+
+
+# WebSocket security
+
+
+def test_unauthenticated_upgrade_on_a_protected_document_gets_401(live: Server) -> None:
+    sock, head = rawHandshake(live, "/locked/", {"Host": "localhost"})
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 401")
+    assert b"WWW-Authenticate: Basic realm=\"Live Docs\"" in head
+
+
+def test_authenticated_upgrade_succeeds(live: Server) -> None:
+    w = Watcher(live, "/locked/", host="localhost", additional_headers={**basic("admin", "admin123")})
+    assert w.subscribe()["type"] == "subscribed"
+    w.close()
+
+
+def test_subscribe_needs_read_permission_on_its_selector(live: Server) -> None:
+    w = Watcher(live, "/people.html", host="localhost", additional_headers={**basic("johndoe", "doe123")})
+    assert w.subscribe(selector="#p-john")["type"] == "subscribed"
+    refused = w.subscribe(selector="#p-test")
+    assert (refused["type"], refused["error"]) == ("error", "forbidden")
+    refused = w.subscribe(url="/locked/index.html")
+    assert refused["error"] == "forbidden"
+    w.close()
+
+
+def test_streamitems_are_redacted_per_recipient(live: Server) -> None:
+    anonymous = Watcher(live, "/doc.html", host="localhost")
+    admin = Watcher(live, "/doc.html", host="localhost", additional_headers={**basic("admin", "admin123")})
+    body = '<div id="box"><p>public</p><p class="private">secret</p></div>'
+    r = live.select("PUT", "/doc.html", "#content", body, {**LOCAL, **basic("admin", "admin123")})
+    assert r.status == 206
+    whole = admin.item()
+    seen = anonymous.item()
+    assert "secret" in whole.content
+    assert "public" in seen.content and "secret" not in seen.content
+    live.select("DELETE", "/doc.html", ".private", headers={**LOCAL, **basic("admin", "admin123")})
+    assert admin.item().method == "DELETE"
+    anonymous.nothing()
+    anonymous.close()
+    admin.close()
+
+
+def test_access_log_records_upgrades_with_101_and_the_user(live: Server) -> None:
+    w = Watcher(live, "/doc.html", host="localhost", additional_headers={**basic("johndoe", "doe123")})
+    w.subscribe()
+    w.close()
+    live.request("GET", "/doc.html?x=%0aforged", headers=LOCAL)
+    lines = live.accessLog.read_text().splitlines()  # type: ignore[attr-defined]
+    assert any(" johndoe " in line and '"GET /doc.html HTTP/1.1" 101' in line for line in lines), lines
+    assert not any(line.startswith("forged") for line in lines)
+    assert all(line.startswith("127.0.0.1 ") for line in lines)
