@@ -6,7 +6,7 @@ the service they build.
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
 
 
 from twisted.application.service import IService, MultiService
@@ -143,12 +143,16 @@ class Options(usage.Options):
 
 
 def bundledExamples() -> str:
-    """The examples directory shipped with the package (or beside the checkout)."""
+    """The bundled examples: beside the checkout, or as installed in
+    C{<prefix>/share/rustybeam/examples}."""
     here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, "examples"), os.path.join(os.path.dirname(here), "examples")):
-        if os.path.isdir(candidate):
+    for candidate in (
+        os.path.join(os.path.dirname(here), "examples"),
+        os.path.join(sys.prefix, "share", "rustybeam", "examples"),
+    ):
+        if os.path.isfile(os.path.join(candidate, "index.html")):
             return candidate
-    return tempfile.mkdtemp(prefix="rustybeam-")
+    raise usage.UsageError("no --root given and the bundled examples are not installed")
 
 
 def makeService(options: Options) -> IService:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -502,12 +503,22 @@ def test_resetWhenHistoryIsGone(site: Server, todo: str, pages: Browsers, proxy:
     until(a, lambda d: texts(state(d)) == ["n0", "still live", "n2"], timeout=LIVE)
 
 
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGTERM, id="stop"),
+    pytest.param(signal.SIGKILL, id="crash", marks=pytest.mark.xfail(strict=True, reason=(
+        "server: sequence numbers restart from 0 in a new process, so a client that "
+        "saw no 1001 resumes with a stale `since` and the replay silently skips changes"))),
+])
 def test_serverRestart(tmp_path_factory: pytest.TempPathFactory, pages: Browsers,
-                       console: list[str]) -> None:
+                       console: list[str], sig: int) -> None:
     """
     The server stops (1001, going away) and a new process starts on the same port and
     root: its sequence numbers start again from zero, so the page must not resume by
     number; it reloads its part of the document and carries on.
+
+    A crashed server sends no 1001, and nothing on the wire tells the page that the
+    numbers it holds are from another process (the server's to fix: an epoch in the
+    numbers); that case is expected to fail until then.
     """
     console.extend(CUT_ERRORS)
     root = examplesCopy(tmp_path_factory)
@@ -522,9 +533,10 @@ def test_serverRestart(tmp_path_factory: pytest.TempPathFactory, pages: Browsers
             until(a, lambda d: texts(state(d))[-1] == text)
         assert a.execute_script("return window.liveDocument.sequence") == 3
 
-        server.stop()
+        server.stop(sig)
         until(a, lambda d: status(d) == "reconnecting", timeout=5)
-        assert any(e["type"] == "close" and e["code"] == 1001 for e in recorded(a))
+        code = 1001 if sig == signal.SIGTERM else 1006
+        assert any(e["type"] == "close" and e["code"] == code for e in recorded(a))
         # The new process sees changes before the page is back: its numbers 1..4 are not
         # the old 1..4, so replaying "after 3" would give only the last of them.
         proxy.cut()
@@ -544,6 +556,7 @@ def test_serverRestart(tmp_path_factory: pytest.TempPathFactory, pages: Browsers
         except Exception:
             raise AssertionError(f"the page did not catch up with the restarted server: "
                                  f"{state(a)} != {expected}; {recorded(a)}") from None
+        assert "reset" in [e["type"] for e in recorded(a)]
 
         addThrough(a, "six")
         sameList(a, b, lambda s: texts(s)[-1] == "six", "a change after the restart")

@@ -2,9 +2,14 @@
 //
 // For each subscriber count N in --levels (ascending), it tops the pool of WebSocket
 // subscribers on ws://127.0.0.1:PORT/doc.html up to N, then:
-//   warm-up  : --warmup PUTs, one every --interval ms, not measured;
-//   paced    : --paced PUTs, one every --interval ms;
-//   burst    : --burst-total PUTs in bursts of --burst-size sent back to back (up to
+//   warm-up  : --warmup PUTs, each sent once the previous one has reached every subscriber
+//              (not counted in the figures; it also measures the fan-out time, i.e. PUT
+//              to the last subscriber's receipt);
+//   paced    : PUTs at a fixed interval: --interval ms, stretched to 2x the warm-up's p90
+//              fan-out time if that is longer (so PUTs do not queue behind each other and
+//              the latency is not a queueing figure), and at most --paced-max-s seconds;
+//   burst    : --burst-total PUTs (fewer for large N: at most --burst-deliveries
+//              deliveries) in bursts of --burst-size sent back to back (up to
 //              --concurrency in flight on keep-alive HTTP connections); the next burst
 //              starts once the previous one has been delivered to all N subscribers and
 //              every PUT has been answered (closed loop).
@@ -27,9 +32,11 @@ const PORT = +A.port;
 const PID = +A.pid;
 const LEVELS = (A.levels || '0,1,100,1000').split(',').map(Number);
 const WARMUP = +(A.warmup || 20);
-const PACED = +(A.paced || 200);
-const INTERVAL = +(A.interval || 20);
-const BURST_TOTAL = +(A['burst-total'] || 500);
+const PACED_MAX = +(A.paced || 200);
+const INTERVAL_MIN = +(A.interval || 20);
+const PACED_MAX_S = +(A['paced-max-s'] || 8);
+const BURST_MAX = +(A['burst-total'] || 500);
+const BURST_DELIVERIES = +(A['burst-deliveries'] || 200000);
 const BURST_SIZE = +(A['burst-size'] || 50);
 const CONCURRENCY = +(A.concurrency || 4);
 const IDLE_MS = +(A['idle-ms'] || 1000);
@@ -37,7 +44,8 @@ const CLK_TCK = +(A['clk-tck'] || 100);
 const PAD = +(A.pad || 40);
 const PATH = A.path || '/doc.html';
 const HOST = '127.0.0.1';
-const PER_LEVEL = WARMUP + PACED + BURST_TOTAL;
+const PER_LEVEL = WARMUP + PACED_MAX + BURST_MAX;
+let PACED = PACED_MAX, INTERVAL = INTERVAL_MIN, BURST_TOTAL = BURST_MAX; // per level
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
@@ -50,9 +58,9 @@ function resetLevel(n, seqBase) {
   sendT = new Float64Array(PER_LEVEL);
   putDone = new Float64Array(PER_LEVEL);
   phaseOf = new Uint8Array(PER_LEVEL);
-  for (let s = 0; s < PER_LEVEL; s++) phaseOf[s] = s < WARMUP ? 0 : s < WARMUP + PACED ? 1 : 2;
-  phases = [WARMUP, PACED, BURST_TOTAL].map((cnt) => ({
-    lat: new Float64Array(Math.max(1, n) * cnt), count: 0, lastRecv: 0,
+  setPhases(PACED_MAX);
+  phases = [WARMUP, PACED_MAX, BURST_MAX].map((cnt) => ({
+    lat: new Float64Array(Math.max(1, n) * cnt), count: 0, lastRecv: 0, lastRecvOf: new Float64Array(cnt),
     put: new Float64Array(cnt), puts: 0, lastPut: 0, errors: 0,
   }));
   pos = new Int32Array(n);       // how many items subscriber i has had in this level
@@ -60,6 +68,10 @@ function resetLevel(n, seqBase) {
   ooo = 0; delivered = 0; answered = 0; waiter = null; frameBytes = 0;
 }
 
+function setPhases(paced) {
+  PACED = paced;
+  for (let s = 0; s < PER_LEVEL; s++) phaseOf[s] = s < WARMUP ? 0 : s < WARMUP + PACED ? 1 : 2;
+}
 const MARK = Buffer.from('seq=');
 function onMsg(i, data) {
   const t = performance.now();
@@ -76,6 +88,7 @@ function onMsg(i, data) {
   const P = phases[phaseOf[s]];
   P.lat[P.count++] = t - sendT[s];
   P.lastRecv = t;
+  if (phaseOf[s] === 0) P.lastRecvOf[s] = t;
   delivered++;
   check();
 }
@@ -203,8 +216,18 @@ function open(onMessage) {
     L.server_idle_cpu_pct = (i1.us_sched - i0.us_sched) / (IDLE_MS * 1e3) * 100;
     L.server_threads = i1.threads;
 
-    for (let s = 0; s < WARMUP; s++) { put(s); await sleep(INTERVAL); }
-    L.warmup_complete = await waitFor(N * WARMUP, WARMUP, 10000);
+    let wok = true;
+    for (let s = 0; s < WARMUP; s++) { put(s); wok = (await waitFor(N * (s + 1), s + 1, 20000)) && wok; await sleep(5); }
+    L.warmup_complete = wok;
+    const W = phases[0];
+    const fan = new Float64Array(WARMUP);
+    for (let s = 0; s < WARMUP; s++) fan[s] = N ? W.lastRecvOf[s] - sendT[s] : W.put[s];
+    L.warmup_fanout_ms = pct(fan, WARMUP);  // PUT sent -> last subscriber has the item, unloaded
+    L.warmup_latency_ms = pct(W.lat, W.count);
+    INTERVAL = Math.max(INTERVAL_MIN, Math.ceil(2 * L.warmup_fanout_ms.p90 / 5) * 5);
+    setPhases(Math.max(10, Math.min(PACED_MAX, Math.floor(PACED_MAX_S * 1000 / INTERVAL))));
+    BURST_TOTAL = N ? Math.max(BURST_SIZE, Math.min(BURST_MAX, Math.floor(BURST_DELIVERIES / N / BURST_SIZE) * BURST_SIZE)) : BURST_MAX;
+    L.paced_interval_ms = INTERVAL; L.paced_puts = PACED; L.burst_puts = BURST_TOTAL;
     await sleep(300);
 
     L.paced_phase = await measured(1, async () => {
@@ -214,17 +237,18 @@ function open(onMessage) {
         if (dly > 0) await sleep(dly);
         put(WARMUP + j);
       }
-      return waitFor(N * (WARMUP + PACED), WARMUP + PACED, 15000);
+      return waitFor(N * (WARMUP + PACED), WARMUP + PACED, 30000);
     }, PACED);
     await sleep(300);
 
     let firstSend = 0;
     L.burst_phase = await measured(2, async () => {
-      let s = WARMUP + PACED, ok = true;
+      let s = WARMUP + PACED_MAX, ok = true;
       firstSend = performance.now();
       for (let b = 0; b < BURST_TOTAL / BURST_SIZE; b++) {
         for (let j = 0; j < BURST_SIZE; j++) put(s++);
-        ok = (await waitFor(N * s, s, 30000)) && ok;
+        const sent = WARMUP + PACED + (s - WARMUP - PACED_MAX); // PUTs of this level so far
+        ok = (await waitFor(N * sent, sent, 60000)) && ok;
         if (!ok) break;
       }
       return ok;
