@@ -590,8 +590,11 @@ def test_screenshot(site: Server, todo: str, pages: Browsers) -> None:
     until(a, lambda d: len(state(d)) == 4)
     item(b, state(b)[2][0]).find_element(By.CSS_SELECTOR, "input.done").click()
     until(a, lambda d: state(d)[2][1])
-    a.set_window_size(800, 640)
+    a.set_window_size(800, 720)
     a.execute_script("document.activeElement?.blur()")
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert a.save_screenshot(str(SCREENSHOT))
+    try:
+        assert a.save_screenshot(str(SCREENSHOT))
+    finally:
+        a.set_window_size(800, 640)
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

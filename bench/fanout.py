@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""
+Fan-out benchmark: PUT-to-delivery latency, StreamItem deliveries per second and server
+CPU per delivery for 1, 100 and 1,000 WebSocket subscribers on one document.
+
+    python bench/fanout.py                 # about 1-2 minutes, prints a markdown table
+    python bench/fanout.py --with-anchors  # also runs the peer servers of
+                                           # ../shared/fanout-anchors (about 1 more minute)
+
+It starts ``python -m rustybeam`` on a free 127.0.0.1 port with a temporary document
+root holding ``doc.html``, and runs ``bench/node/fanout_harness.js`` (Node + ws; the
+harness of ``shared/fanout-anchors`` adapted to an HTTP publisher) against it. The
+server runs with its default options except ``--max-connections-per-address 1100``
+(the default, 100, would refuse the 1,000 subscribers that all come from 127.0.0.1);
+so writes are fsync'd, and permessage-deflate is accepted but the subscribers do not
+offer it (as in the anchors).
+
+For each subscriber count N (0, then 1, 100, 1000 on the same server, connections are
+added between levels) the harness:
+  * warms up with 20 PUTs, one at a time (this also gives the unloaded fan-out time:
+    PUT sent to the last subscriber's receipt);
+  * paced: PUTs at a fixed interval (20 ms, or 2x the warm-up's p90 fan-out time if
+    longer, so that PUTs do not queue behind one another) -> latency p50/p99 of every
+    (PUT, subscriber) pair, from handing the PUT to Node's http client to the
+    subscriber's receipt, on one monotonic clock;
+  * burst: bursts of 50 PUTs sent back to back (4 in flight on keep-alive HTTP
+    connections), the next burst once everything is delivered (closed loop) ->
+    deliveries per second;
+  * server CPU: utime+stime of /proc/PID/stat (all threads, so the fsync worker too),
+    cross-checked with the threads' schedstat, before and 200 ms after each phase.
+
+The publisher is an HTTP PUT with ``Range: selector=#x``: request parsing, a durable
+(fsync'd) write in a worker thread, a document parse and selector evaluation, an HTTP
+response -- not one WebSocket message as in the anchors. The N=0 level measures that
+cost alone, so the table also gives the marginal cost of one delivery,
+(CPU per PUT with N subscribers - CPU per PUT with none) / N.
+
+Options: ``--json FILE`` saves the raw results; ``--server-arg=--no-fsync`` (repeatable)
+passes options to the server; ``--profile FILE`` runs the server under cProfile
+(slower; read with ``python -m pstats FILE``). Everything talks to 127.0.0.1 only, and
+the run stops by itself (the harness is killed after --timeout seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+NODE_DIR = os.path.join(HERE, "node")
+HARNESS = os.path.join(NODE_DIR, "fanout_harness.js")
+ANCHORS = os.path.normpath(os.path.join(REPO, "..", "shared", "fanout-anchors"))
+ANCHOR_ROWS = ("autobahn-prepared", "autobahn-naive", "node-ws", "py-websockets")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+DOCUMENT = """<!DOCTYPE html>
+<html>
+<head><title>fan-out benchmark</title></head>
+<body>
+<h1>fan-out benchmark</h1>
+<div id="x">not yet changed</div>
+</body>
+</html>
+"""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_node_modules() -> None:
+    if os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit("npm not found: install Node.js 18+ (the harness needs the 'ws' package)")
+    cmd = [npm, "ci" if os.path.exists(os.path.join(NODE_DIR, "package-lock.json")) else "install",
+           "--no-audit", "--no-fund"]
+    log(f"installing the harness's dependencies: {' '.join(cmd)} (in bench/node)")
+    subprocess.run(cmd, cwd=NODE_DIR, check=True, stdout=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/doc.html", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy_s() -> float:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq = v[:7]
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def run_rustybeam(args: argparse.Namespace) -> dict:
+    root = tempfile.mkdtemp(prefix="rustybeam-bench-")
+    with open(os.path.join(root, "doc.html"), "w") as f:
+        f.write(DOCUMENT)
+    port = free_port()
+    options = ["--root", root, "--port", f"tcp:{port}:interface=127.0.0.1",
+               "--max-connections-per-address", "1100", *args.server_arg]
+    python = [sys.executable]
+    if args.profile:
+        python += ["-m", "cProfile", "-o", os.path.abspath(args.profile)]
+    cmd = python + ["-m", "rustybeam", *options]
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    server_log = tempfile.NamedTemporaryFile("w+", prefix="rustybeam-bench-", suffix=".log", delete=False)
+    server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(port, server)
+        time.sleep(0.3)
+        harness = ["node", HARNESS, "--port", str(port), "--pid", str(server.pid),
+                   "--levels", args.levels, "--paced", str(args.paced), "--interval", str(args.interval),
+                   "--burst-total", str(args.burst_total), "--burst-size", str(args.burst_size),
+                   "--burst-deliveries", str(args.burst_deliveries), "--concurrency", str(args.concurrency),
+                   "--clk-tck", str(CLK_TCK)]
+        log(f"server: {' '.join(['python', '-m', 'rustybeam', *options])} (pid {server.pid})")
+        la0, busy0, srv0 = loadavg(), machine_busy_s(), proc_cpu_s(server.pid)
+        ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        h = subprocess.run(harness, cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=None, text=True,
+                           timeout=args.timeout)
+        wall = time.monotonic() - t0
+        if h.returncode != 0:
+            raise RuntimeError(f"the harness failed ({h.returncode})")
+        ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy, srv = machine_busy_s() - busy0, proc_cpu_s(server.pid) - srv0
+        node = (ch1.ru_utime + ch1.ru_stime) - (ch0.ru_utime + ch0.ru_stime)
+        result = json.loads(h.stdout.strip().splitlines()[-1])
+        result["run"] = {
+            "server_command": ["python", "-m", "rustybeam", *options],
+            "wall_s": wall, "loadavg_before": la0, "loadavg_after": loadavg(),
+            "cores": os.cpu_count(),
+            # CPU used on the machine during the run by processes other than ours
+            "other_cpu_cores": max(0.0, busy - srv - node) / wall,
+            "server_cpu_s": srv, "harness_cpu_s": node,
+        }
+        return result
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server_log.close()
+        if args.keep_log:
+            log(f"server log: {server_log.name}")
+        else:
+            os.unlink(server_log.name)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_anchors(args: argparse.Namespace) -> list[dict]:
+    """One round of the shared anchors, run from a scratch copy (shared/ is not touched)."""
+    work = tempfile.mkdtemp(prefix="fanout-anchors-")
+    try:
+        for item in ("run_all.py", "servers"):
+            src = os.path.join(ANCHORS, item)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, os.path.join(work, item))
+        os.makedirs(os.path.join(work, "node"))
+        for item in ("harness.js", "node_ws_server.js"):
+            shutil.copy(os.path.join(ANCHORS, "node", item), os.path.join(work, "node", item))
+        os.symlink(os.path.join(NODE_DIR, "node_modules"), os.path.join(work, "node", "node_modules"))
+        os.makedirs(os.path.join(work, "venv", "bin"))
+        os.symlink(sys.executable, os.path.join(work, "venv", "bin", "python"))
+        os.makedirs(os.path.join(work, "results"))
+        out = os.path.join(work, "results", "raw.jsonl")
+        cmd = [sys.executable, os.path.join(work, "run_all.py"), "--rounds", "1", "--out", out,
+               "--servers", ",".join(ANCHOR_ROWS)]
+        log("anchors: " + " ".join(cmd[1:]))
+        subprocess.run(cmd, check=True, timeout=300, stdout=sys.stderr)
+        with open(out) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def quoted_anchors() -> tuple[dict[str, dict[str, str]], str]:
+    """The anchors' summary rows (median [min-max] of 5 runs), by server name."""
+    path = os.path.join(ANCHORS, "results", "summary_main.md")
+    rows: dict[str, dict[str, str]] = {}
+    header: list[str] | None = None
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells[0] == "server":
+                header = cells
+            elif header and not set(cells[0]) <= set("-: "):
+                rows.setdefault(cells[0], {}).update(zip(header, cells))
+    return rows, path
+
+
+def median_of(cell: str) -> str:
+    """'14.05 [13.25–14.85]' -> '14.05'."""
+    return cell.split("[")[0].strip() if cell else "?"
+
+
+def fmt(v: float | None, digits: int = 1) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.{digits}f}"
+
+
+def rate(v: float) -> str:
+    return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+
+
+def report(result: dict, anchors_run: list[dict] | None) -> str:
+    levels = {L["n"]: L for L in result["levels"]}
+    base = levels.get(0)
+    out: list[str] = []
+    out.append("| server | subscribers | paced CPU µs/delivery | paced marginal CPU µs/delivery "
+               "| burst CPU µs/delivery | burst marginal CPU µs/delivery | paced lat p50 ms "
+               "| paced lat p99 ms | burst deliveries/s | RSS MB |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for n, L in sorted(levels.items()):
+        if n == 0:
+            continue
+        p, b = L["paced_phase"], L["burst_phase"]
+        mp = mb = None
+        if base is not None:
+            mp = (p["server_us_per_put"] - base["paced_phase"]["server_us_per_put"]) / n
+            mb = (b["server_us_per_put"] - base["burst_phase"]["server_us_per_put"]) / n
+        out.append(
+            f"| rustybeam (HTTP PUT publisher) | {n:,} | {fmt(p['server_us_per_delivery'])} | {fmt(mp)} "
+            f"| {fmt(b['server_us_per_delivery'])} | {fmt(mb)} | {fmt(p['latency_ms']['p50'])} "
+            f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
+            f"| {L['server_rss_mb_connected']:.0f} |")
+    if anchors_run:
+        for r in anchors_run:
+            p, b = r["paced_phase"], r["burst_phase"]
+            out.append(
+                f"| {r['server']} (this run, WS publisher) | {r['n']:,} | {fmt(p['server_us_per_delivery'], 2)} | — "
+                f"| {fmt(b['server_us_per_delivery'], 2)} | — | {fmt(p['latency_ms']['p50'])} "
+                f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
+                f"| {r.get('server_rss_mb_connected') or 0:.0f} |")
+    rows, path = quoted_anchors()
+    rss = {"node-ws": "60", "py-websockets": "37", "autobahn-naive": "60", "autobahn-prepared": "60"}
+    for name in ANCHOR_ROWS:
+        a = rows.get(name)
+        if not a:
+            continue
+        out.append(
+            f"| {name} (anchors, WS publisher) | 1,000 | {median_of(a.get('paced CPU µs/delivery', ''))} | — "
+            f"| {median_of(a.get('burst CPU µs/delivery', ''))} | — | {median_of(a.get('paced lat p50 ms', ''))} "
+            f"| {median_of(a.get('paced lat p99 ms', ''))} | {median_of(a.get('burst deliveries/s', ''))} "
+            f"| {median_of(a.get('RSS MB (1000 conns)', rss[name]))} |")
+    out.append("")
+    out.append("Publisher cost and timing (rustybeam):")
+    out.append("")
+    out.append("| subscribers | server CPU µs/PUT paced | server CPU µs/PUT burst | PUT response p50 / p99 ms (paced) "
+               "| unloaded fan-out p50 ms (PUT → last subscriber) | paced interval ms × PUTs | burst PUTs/s "
+               "| server busy in burst | harness busy in burst | StreamItem bytes | missing / out of order |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n, L in sorted(levels.items()):
+        p, b = L["paced_phase"], L["burst_phase"]
+        pr = p["put_response_ms"]
+        out.append(
+            f"| {n:,} | {p['server_us_per_put']:.0f} | {b['server_us_per_put']:.0f} | {fmt(pr['p50'])} / {fmt(pr['p99'])} "
+            f"| {fmt(L['warmup_fanout_ms']['p50'])} | {L['paced_interval_ms']} × {L['paced_puts']} "
+            f"| {b['puts_per_s']:.0f} | {b['server_util']:.2f} | {b['harness_util']:.2f} "
+            f"| {L['frame_bytes'] or '—'} | {p['missing'] + b['missing']} / {L['out_of_order']} |")
+    run = result["run"]
+    out.append("")
+    out.append(f"Run: {run['wall_s']:.0f} s; server `{' '.join(run['server_command'][:3])} "
+               f"{' '.join(o for o in run['server_command'][3:] if not o.startswith('/'))}`; "
+               f"load average {run['loadavg_before']:.1f} before, {run['loadavg_after']:.1f} after; "
+               f"other processes used {run['other_cpu_cores']:.2f} of {run['cores']} cores during the run. "
+               f"Anchor rows quoted from {os.path.relpath(path, REPO)} (N=1000, median of 5 runs).")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="0,1,100,1000", help="subscriber counts, ascending (0 = publisher cost)")
+    ap.add_argument("--paced", type=int, default=200, help="PUTs in the paced phase (at most)")
+    ap.add_argument("--interval", type=int, default=20, help="paced interval in ms (at least)")
+    ap.add_argument("--burst-total", type=int, default=500, help="PUTs in the burst phase (at most)")
+    ap.add_argument("--burst-size", type=int, default=50)
+    ap.add_argument("--burst-deliveries", type=int, default=200_000, help="cap on deliveries per burst phase")
+    ap.add_argument("--concurrency", type=int, default=4, help="PUTs in flight during a burst")
+    ap.add_argument("--server-arg", action="append", default=[], help="extra server option (repeatable)")
+    ap.add_argument("--profile", help="run the server under cProfile and write the stats here")
+    ap.add_argument("--with-anchors", action="store_true", help="also run one round of the shared anchors")
+    ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--timeout", type=float, default=240, help="seconds before the harness is killed")
+    ap.add_argument("--keep-log", action="store_true", help="keep the server's log")
+    args = ap.parse_args()
+    ensure_node_modules()
+    result = run_rustybeam(args)
+    anchors_run = run_anchors(args) if args.with_anchors else None
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rustybeam": result, "anchors": anchors_run}, f, indent=1)
+    print(report(result, anchors_run))
+
+
+if __name__ == "__main__":
+    main()
