@@ -14,6 +14,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -177,6 +178,7 @@ class DocumentStore:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._locks: dict[str, DeferredLock] = {}
         self._sequences: dict[str, int] = {}
+        self._origin = time.time_ns() // 1000
         self._inflight: set[Deferred] = set()
 
     # Reading
@@ -202,8 +204,16 @@ class DocumentStore:
             raise NOT_FOUND from None
 
     def sequence(self, url: str) -> int:
-        """The sequence number of the last change applied to C{url} (0 if none)."""
-        return self._sequences.get(url, 0)
+        """
+        The sequence number of the last change applied to C{url}.
+
+        Numbers start, for every document, at this store's origin: the microsecond
+        it was created. A restarted server therefore numbers its changes above any
+        number the previous process handed out (no document changes more than once
+        a microsecond), so a client resuming from an old number is never mistaken
+        for one that is up to date.
+        """
+        return self._sequences.get(url, self._origin)
 
     def tree(self, doc: DocumentPath) -> etree._ElementTree:
         """The parsed document, from the cache when the file has not changed."""
@@ -295,7 +305,7 @@ class DocumentStore:
             self._checkPrecondition(doc, ifMatch)
             p = plan()
             await self._persist(doc, p)
-            sequence = self._sequences.get(doc.url, 0) + 1
+            sequence = self.sequence(doc.url) + 1
             self._sequences[doc.url] = sequence
             change = p.change(doc.url, sequence)
             try:

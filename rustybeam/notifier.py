@@ -100,7 +100,6 @@ class DocumentChangeNotifier(Service):
         self._topics: dict[str, dict[Selector | None, set[IWatcher]]] = {}
         self._watching: dict[IWatcher, set[tuple[str, Selector | None]]] = {}
         self._history: OrderedDict[str, deque[Change]] = OrderedDict()
-        self._sequences: dict[str, int] = {}
         self.delivered = 0
 
     # Subscriptions
@@ -146,9 +145,6 @@ class DocumentChangeNotifier(Service):
 
     # Changes
 
-    def sequence(self, url: str) -> int:
-        return self._sequences.get(url, 0)
-
     def changed(self, change: Change) -> None:
         """Record C{change} and send it to every watcher it concerns, in order."""
         self._remember(change)
@@ -175,9 +171,11 @@ class DocumentChangeNotifier(Service):
                     seen.add(watcher)
                     yield watcher
 
-    def missed(self, url: str, since: int) -> list[Change] | None:
-        """Changes of C{url} after C{since}, or C{None} if history no longer reaches."""
-        current = self.sequence(url)
+    def missed(self, url: str, since: int, current: int) -> list[Change] | None:
+        """
+        Changes of C{url} after C{since} up to C{current} (the store's number), or
+        C{None} if the history no longer reaches back that far.
+        """
         if since == current:
             return []
         if since > current or since < 0:
@@ -188,7 +186,6 @@ class DocumentChangeNotifier(Service):
         return [c for c in history if c.sequence > since]
 
     def _remember(self, change: Change) -> None:
-        self._sequences[change.url] = change.sequence
         history = self._history.get(change.url)
         if history is None:
             history = self._history[change.url] = deque(maxlen=self.options.historySize)

@@ -222,15 +222,16 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             raise CommandError("too-many-subscriptions",
                                f"at most {self.factory.options.maxSubscriptions} subscriptions")
         notifier.subscribe(self, url, selector)
+        current = self.factory.store.sequence(url)
         self._reply({"type": "subscribed", "url": url,
                      "selector": selector.css if selector else None,
-                     "sequence": notifier.sequence(url)}, isBinary)
+                     "sequence": current}, isBinary)
         if since is None:
             return
         self.sequenced = True
-        missed = notifier.missed(url, since)
+        missed = notifier.missed(url, since, current)
         if missed is None:
-            self._reply({"type": "reset", "url": url, "sequence": notifier.sequence(url)}, isBinary)
+            self._reply({"type": "reset", "url": url, "sequence": current}, isBinary)
             return
         for change in missed:
             if selector is None or touches(selector, change):

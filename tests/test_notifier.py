@@ -113,18 +113,18 @@ def test_history_replays_what_was_missed_and_knows_when_it_cannot() -> None:
     notifier = DocumentChangeNotifier(NotifierOptions(historySize=3))
     for n in range(1, 6):
         notifier.changed(change(sequence=n))
-    assert [c.sequence for c in notifier.missed("/d.html", 3)] == [4, 5]
-    assert notifier.missed("/d.html", 5) == []
-    assert notifier.missed("/d.html", 1) is None
-    assert notifier.missed("/d.html", 9) is None
+    assert [c.sequence for c in notifier.missed("/d.html", 3, 5)] == [4, 5]
+    assert notifier.missed("/d.html", 5, 5) == []
+    assert notifier.missed("/d.html", 1, 5) is None
+    assert notifier.missed("/d.html", 9, 5) is None
 
 
 def test_history_is_bounded_in_documents() -> None:
     notifier = DocumentChangeNotifier(NotifierOptions(historySize=3, historyDocuments=2))
     for url in ("/a.html", "/b.html", "/c.html"):
         notifier.changed(change(url=url))
-    assert notifier.missed("/a.html", 0) is None
-    assert [c.url for c in notifier.missed("/c.html", 0)] == ["/c.html"]
+    assert notifier.missed("/a.html", 0, 1) is None
+    assert [c.url for c in notifier.missed("/c.html", 0, 1)] == ["/c.html"]
 
 
 def test_forgotten_watchers_leave_no_index_behind() -> None:

@@ -96,12 +96,17 @@ def test_whole_document_put_and_delete_notify(docs: Docs, watch) -> None:
     assert (deleted.method, deleted.selector, deleted.content) == ("DELETE", "", "")
 
 
+def sequenceOf(server: Server, url: str) -> int:
+    return int(server.request("HEAD", url).headers["X-Rustybeam-Sequence"])
+
+
 def test_subscribe_is_acknowledged_with_the_current_sequence(docs: Docs, watch) -> None:
+    origin = sequenceOf(docs.server, docs.url("doc.html"))
     docs.server.select("PUT", docs.url("doc.html"), "#title", "<h1 id=title>1</h1>")
     w = watch(docs.url("doc.html"))
     ack = w.subscribe(selector="#content")
     assert ack == {"type": "subscribed", "url": docs.url("doc.html"), "selector": "#content",
-                   "sequence": 1}
+                   "sequence": origin + 1}
 
 
 def test_subscribe_defaults_to_the_connection_document(docs: Docs, watch) -> None:
@@ -197,8 +202,9 @@ def test_bad_messages_get_errors_and_the_connection_stays_open(docs: Docs, watch
 
 def test_resume_replays_exactly_the_missed_items(docs: Docs, watch) -> None:
     url = docs.url("doc.html")
+    origin = sequenceOf(docs.server, url)
     first = watch(url)
-    ack = first.subscribe(since=0)
+    first.subscribe(since=origin)
     for i in range(3):
         docs.server.select("POST", url, "#list", f"<li>{i}</li>")
     seen = first.item().sequence
@@ -207,9 +213,9 @@ def test_resume_replays_exactly_the_missed_items(docs: Docs, watch) -> None:
         docs.server.select("POST", url, "#list", f"<li>{i}</li>")
     again = watch(url)
     ack = again.subscribe(since=seen)
-    assert ack["sequence"] == 6
+    assert ack["sequence"] == origin + 6
     replayed = [again.item() for _ in range(5)]
-    assert [i.sequence for i in replayed] == [2, 3, 4, 5, 6]
+    assert [i.sequence - origin for i in replayed] == [2, 3, 4, 5, 6]
     assert [i.content for i in replayed] == [f"<li>{i}</li>" for i in range(1, 6)]
     again.nothing()
 
@@ -228,14 +234,34 @@ def test_resume_beyond_history_gets_reset(tmp_path_factory, watch) -> None:
 
     for server in makeServer(tmp_path_factory, "--history", "2"):
         (server.root / "d.html").write_text("<html><body><ul id=l></ul></body></html>")
+        origin = sequenceOf(server, "/d.html")
         for i in range(5):
             server.select("POST", "/d.html", "#l", f"<li>{i}</li>")
         w = watch("/d.html", server)
-        assert w.subscribe(since=1)["sequence"] == 5
-        assert w.json() == {"type": "reset", "url": "/d.html", "sequence": 5}
+        assert w.subscribe(since=origin + 1)["sequence"] == origin + 5
+        assert w.json() == {"type": "reset", "url": "/d.html", "sequence": origin + 5}
         w2 = watch("/d.html", server)
-        w2.subscribe(since=3)
-        assert [w2.item().sequence for _ in range(2)] == [4, 5]
+        w2.subscribe(since=origin + 3)
+        assert [w2.item().sequence - origin for _ in range(2)] == [4, 5]
+
+
+def test_resume_after_a_server_restart_gets_reset(tmp_path, watch) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "d.html").write_text("<html><body><ul id=l></ul></body></html>")
+    first = Server(tmp_path / "root").start()
+    first.select("POST", "/d.html", "#l", "<li>old</li>")
+    seen = sequenceOf(first, "/d.html")
+    first.stop()
+    second = Server(tmp_path / "root").start()
+    try:
+        for i in range(3):
+            second.select("POST", "/d.html", "#l", f"<li>new {i}</li>")
+        w = watch("/d.html", second)
+        ack = w.subscribe(since=seen)
+        assert ack["sequence"] > seen
+        assert w.json() == {"type": "reset", "url": "/d.html", "sequence": ack["sequence"]}
+    finally:
+        second.stop()
 
 
 def test_binary_commands_switch_the_connection_to_compact_frames(docs: Docs, watch) -> None:
