@@ -505,20 +505,15 @@ def test_resetWhenHistoryIsGone(site: Server, todo: str, pages: Browsers, proxy:
 
 @pytest.mark.parametrize("sig", [
     pytest.param(signal.SIGTERM, id="stop"),
-    pytest.param(signal.SIGKILL, id="crash", marks=pytest.mark.xfail(strict=True, reason=(
-        "server: sequence numbers restart from 0 in a new process, so a client that "
-        "saw no 1001 resumes with a stale `since` and the replay silently skips changes"))),
+    pytest.param(signal.SIGKILL, id="crash"),
 ])
 def test_serverRestart(tmp_path_factory: pytest.TempPathFactory, pages: Browsers,
                        console: list[str], sig: int) -> None:
     """
-    The server stops (1001, going away) and a new process starts on the same port and
-    root: its sequence numbers start again from zero, so the page must not resume by
-    number; it reloads its part of the document and carries on.
-
-    A crashed server sends no 1001, and nothing on the wire tells the page that the
-    numbers it holds are from another process (the server's to fix: an epoch in the
-    numbers); that case is expected to fail until then.
+    The server stops (1001, going away) or crashes, and a new process starts on the
+    same port and root: the page must not be left with a gap. A new process numbers
+    changes from a later origin, so an old number gets a reset, and the page reloads
+    its part of the document and carries on.
     """
     console.extend(CUT_ERRORS)
     root = examplesCopy(tmp_path_factory)
@@ -528,17 +523,18 @@ def test_serverRestart(tmp_path_factory: pytest.TempPathFactory, pages: Browsers
     try:
         load(a, proxy.url("/todo.html"))
         load(b, f"http://127.0.0.1:{server.port}/todo.html")
+        origin = int(server.request("HEAD", "/todo.html").headers["X-Rustybeam-Sequence"])
         for text in ("one", "two", "three"):
             addThrough(b, text)
             until(a, lambda d: texts(state(d))[-1] == text)
-        assert a.execute_script("return window.liveDocument.sequence") == 3
+        assert a.execute_script("return window.liveDocument.sequence") == origin + 3
 
         server.stop(sig)
         until(a, lambda d: status(d) == "reconnecting", timeout=5)
         code = 1001 if sig == signal.SIGTERM else 1006
         assert any(e["type"] == "close" and e["code"] == code for e in recorded(a))
-        # The new process sees changes before the page is back: its numbers 1..4 are not
-        # the old 1..4, so replaying "after 3" would give only the last of them.
+        # The new process sees changes before the page is back; resuming "after 3" from
+        # the old process must not be taken as up to date.
         proxy.cut()
         server = startServer(root, server.port)
         until(b, lambda d: status(d) == "live", message="page b did not reconnect")
