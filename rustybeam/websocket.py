@@ -24,7 +24,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.server import NOT_DONE_YET, Request
@@ -324,6 +324,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         self.clock = clock
         self.open: set[DocumentWebSocketProtocol] = set()
         self.perAddress: Counter[str] = Counter()
+        self._batched_timer = ReactorTimer(clock)
         self.setProtocolOptions(
             versions=[13],
             failByDrop=False,
@@ -366,6 +367,30 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
             self.perAddress[address] -= 1
             if self.perAddress[address] <= 0:
                 del self.perAddress[address]
+
+
+@dataclass(frozen=True)
+class _Call:
+    call: IDelayedCall
+
+    def cancel(self) -> None:
+        if self.call.active():
+            self.call.cancel()
+
+
+@dataclass(frozen=True)
+class ReactorTimer:
+    """
+    Autobahn's protocol timers (opening and closing handshake, ping and pong) on the
+    given clock. It replaces txaio's batched timer, which rounds every deadline down
+    to a whole second, so that a 2 s pong timeout could fire after 1 s; with it the
+    timeouts are exact and follow a C{task.Clock} in tests.
+    """
+
+    clock: IReactorTime
+
+    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _Call:
+        return _Call(self.clock.callLater(delay, func, *args, **kwargs))
 
 
 def _acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:

@@ -172,7 +172,7 @@ def test_unanswered_pings_drop_the_connection(tmp_path_factory) -> None:
 
 
 def test_answered_pings_keep_the_connection(tmp_path_factory) -> None:
-    for server in serverWith(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "2"):
+    for server in serverWith(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "0.5"):
         w = Watcher(server, "/d.html")
         time.sleep(1.5)
         server.select("PUT", "/d.html", "#content", "<div id=content>alive</div>")
