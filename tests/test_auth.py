@@ -24,7 +24,9 @@ from rustybeam.config import ConfigError
 from rustybeam.errors import Problem
 from rustybeam.markup import parseDocument, serialize
 
-AUTH = Path(__file__).parent / "data" / "rustybeam-fixtures" / "auth"
+from conftest import FIXTURES  # noqa: E402
+
+AUTH = FIXTURES / "auth"
 ALL = frozenset({"GET", "PUT", "POST", "DELETE"})
 
 

@@ -15,7 +15,9 @@ from rustybeam.config import (
     resolvePath,
 )
 
-FIXTURES = Path(__file__).parent / "data" / "rustybeam-fixtures" / "config"
+from conftest import FIXTURES as SHARED_FIXTURES  # noqa: E402
+
+FIXTURES = SHARED_FIXTURES / "config"
 
 SERVER = """
 <table itemscope itemtype="https://rustybeam.net/schema/ServerConfig">

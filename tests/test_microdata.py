@@ -5,7 +5,7 @@ from pathlib import Path
 from rustybeam import microdata
 from rustybeam.microdata import Item, typeName
 
-FIXTURES = Path(__file__).parent / "data" / "rustybeam-fixtures"
+from conftest import FIXTURES
 
 
 def read(html: str) -> list[Item]:
