@@ -42,10 +42,9 @@ from twisted.logger import (  # noqa: E402
 )
 from twisted.internet.testing import StringTransport  # noqa: E402
 
-from rustybeam import markup  # noqa: E402,F401
 from rustybeam.changes import Change  # noqa: E402
 from rustybeam.documents import DocumentStore  # noqa: E402
-from rustybeam.notifier import DocumentChangeNotifier, Delivery  # noqa: E402
+from rustybeam.notifier import DocumentChangeNotifier  # noqa: E402
 from rustybeam.websocket import DocumentWebSocketFactory, DocumentWebSocketProtocol  # noqa: E402
 
 

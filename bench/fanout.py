@@ -29,15 +29,20 @@ added between levels) the harness:
   * server CPU: utime+stime of /proc/PID/stat (all threads, so the fsync worker too),
     cross-checked with the threads' schedstat, before and 200 ms after each phase.
 
+The whole sequence is then run again on a fresh server with ``--no-fsync`` (disable
+with ``--no-no-fsync-run``): fsync latency on a shared disk is the noisiest part of a
+PUT, and the second run shows the delivery path without it.
+
 The publisher is an HTTP PUT with ``Range: selector=#x``: request parsing, a durable
 (fsync'd) write in a worker thread, a document parse and selector evaluation, an HTTP
 response -- not one WebSocket message as in the anchors. The N=0 level measures that
 cost alone, so the table also gives the marginal cost of one delivery,
 (CPU per PUT with N subscribers - CPU per PUT with none) / N.
 
-Options: ``--json FILE`` saves the raw results; ``--server-arg=--no-fsync`` (repeatable)
+Options: ``--json FILE`` saves the raw results; ``--server-arg=OPTION`` (repeatable)
 passes options to the server; ``--profile FILE`` runs the server under cProfile
-(slower; read with ``python -m pstats FILE``). Everything talks to 127.0.0.1 only, and
+(slower; FILE and FILE.no-fsync; read with ``python -m pstats FILE``);
+``bench/delivery_inprocess.py`` times the delivery path in-process, without sockets. Everything talks to 127.0.0.1 only, and
 the run stops by itself (the harness is killed after --timeout seconds).
 """
 
@@ -128,16 +133,17 @@ def loadavg() -> float:
         return float(f.read().split()[0])
 
 
-def run_rustybeam(args: argparse.Namespace) -> dict:
+def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
     root = tempfile.mkdtemp(prefix="rustybeam-bench-")
     with open(os.path.join(root, "doc.html"), "w") as f:
         f.write(DOCUMENT)
     port = free_port()
     options = ["--root", root, "--port", f"tcp:{port}:interface=127.0.0.1",
-               "--max-connections-per-address", "1100", *args.server_arg]
+               "--max-connections-per-address", "1100", *extra]
     python = [sys.executable]
     if args.profile:
-        python += ["-m", "cProfile", "-o", os.path.abspath(args.profile)]
+        suffix = ".no-fsync" if "--no-fsync" in extra and "--no-fsync" not in args.server_arg else ""
+        python += ["-m", "cProfile", "-o", os.path.abspath(args.profile) + suffix]
     cmd = python + ["-m", "rustybeam", *options]
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     server_log = tempfile.NamedTemporaryFile("w+", prefix="rustybeam-bench-", suffix=".log", delete=False)
@@ -199,7 +205,10 @@ def run_anchors(args: argparse.Namespace) -> list[dict]:
             shutil.copy(os.path.join(ANCHORS, "node", item), os.path.join(work, "node", item))
         os.symlink(os.path.join(NODE_DIR, "node_modules"), os.path.join(work, "node", "node_modules"))
         os.makedirs(os.path.join(work, "venv", "bin"))
-        os.symlink(sys.executable, os.path.join(work, "venv", "bin", "python"))
+        python = os.path.join(work, "venv", "bin", "python")  # run_all.py's interpreter
+        with open(python, "w") as f:  # exec keeps the PID that run_all.py measures
+            f.write(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+        os.chmod(python, 0o755)
         os.makedirs(os.path.join(work, "results"))
         out = os.path.join(work, "results", "raw.jsonl")
         cmd = [sys.executable, os.path.join(work, "run_all.py"), "--rounds", "1", "--out", out,
@@ -245,68 +254,80 @@ def rate(v: float) -> str:
     return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
 
 
-def report(result: dict, anchors_run: list[dict] | None) -> str:
-    levels = {L["n"]: L for L in result["levels"]}
-    base = levels.get(0)
+def label(result: dict) -> str:
+    extra = result["run"]["server_command"][9:]
+    return "rustybeam" + (" " + " ".join(extra) if extra else "")
+
+
+def report(results: list[dict], anchors_run: list[dict] | None) -> str:
     out: list[str] = []
     out.append("| server | subscribers | paced CPU µs/delivery | paced marginal CPU µs/delivery "
                "| burst CPU µs/delivery | burst marginal CPU µs/delivery | paced lat p50 ms "
                "| paced lat p99 ms | burst deliveries/s | RSS MB |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
-    for n, L in sorted(levels.items()):
-        if n == 0:
-            continue
-        p, b = L["paced_phase"], L["burst_phase"]
-        mp = mb = None
-        if base is not None:
-            mp = (p["server_us_per_put"] - base["paced_phase"]["server_us_per_put"]) / n
-            mb = (b["server_us_per_put"] - base["burst_phase"]["server_us_per_put"]) / n
-        out.append(
-            f"| rustybeam (HTTP PUT publisher) | {n:,} | {fmt(p['server_us_per_delivery'])} | {fmt(mp)} "
-            f"| {fmt(b['server_us_per_delivery'])} | {fmt(mb)} | {fmt(p['latency_ms']['p50'])} "
-            f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
-            f"| {L['server_rss_mb_connected']:.0f} |")
-    if anchors_run:
-        for r in anchors_run:
-            p, b = r["paced_phase"], r["burst_phase"]
+    for result in results:
+        levels = {L["n"]: L for L in result["levels"]}
+        base = levels.get(0)
+        for n, L in sorted(levels.items()):
+            if n == 0:
+                continue
+            p, b = L["paced_phase"], L["burst_phase"]
+            mp = mb = None
+            if base is not None:
+                mp = (p["server_us_per_put"] - base["paced_phase"]["server_us_per_put"]) / n
+                mb = (b["server_us_per_put"] - base["burst_phase"]["server_us_per_put"]) / n
             out.append(
-                f"| {r['server']} (this run, WS publisher) | {r['n']:,} | {fmt(p['server_us_per_delivery'], 2)} | — "
-                f"| {fmt(b['server_us_per_delivery'], 2)} | — | {fmt(p['latency_ms']['p50'])} "
+                f"| {label(result)} (HTTP PUT publisher) | {n:,} | {fmt(p['server_us_per_delivery'])} | {fmt(mp)} "
+                f"| {fmt(b['server_us_per_delivery'])} | {fmt(mb)} | {fmt(p['latency_ms']['p50'])} "
                 f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
-                f"| {r.get('server_rss_mb_connected') or 0:.0f} |")
+                f"| {L['server_rss_mb_connected']:.0f} |")
+    for r in anchors_run or ():
+        p, b = r["paced_phase"], r["burst_phase"]
+        out.append(
+            f"| {r['server']} (same run, WS publisher) | {r['n']:,} | {fmt(p['server_us_per_delivery'], 2)} | — "
+            f"| {fmt(b['server_us_per_delivery'], 2)} | — | {fmt(p['latency_ms']['p50'])} "
+            f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
+            f"| {r.get('server_rss_mb_connected') or 0:.0f} |")
     rows, path = quoted_anchors()
-    rss = {"node-ws": "60", "py-websockets": "37", "autobahn-naive": "60", "autobahn-prepared": "60"}
     for name in ANCHOR_ROWS:
         a = rows.get(name)
         if not a:
             continue
         out.append(
-            f"| {name} (anchors, WS publisher) | 1,000 | {median_of(a.get('paced CPU µs/delivery', ''))} | — "
+            f"| {name} (anchors summary, WS publisher) | 1,000 | {median_of(a.get('paced CPU µs/delivery', ''))} | — "
             f"| {median_of(a.get('burst CPU µs/delivery', ''))} | — | {median_of(a.get('paced lat p50 ms', ''))} "
             f"| {median_of(a.get('paced lat p99 ms', ''))} | {median_of(a.get('burst deliveries/s', ''))} "
-            f"| {median_of(a.get('RSS MB (1000 conns)', rss[name]))} |")
+            f"| {median_of(a.get('RSS MB (1000 conns)', ''))} |")
     out.append("")
-    out.append("Publisher cost and timing (rustybeam):")
+    out.append("rustybeam's publisher (HTTP PUT) cost and timing:")
     out.append("")
-    out.append("| subscribers | server CPU µs/PUT paced | server CPU µs/PUT burst | PUT response p50 / p99 ms (paced) "
-               "| unloaded fan-out p50 ms (PUT → last subscriber) | paced interval ms × PUTs | burst PUTs/s "
-               "| server busy in burst | harness busy in burst | StreamItem bytes | missing / out of order |")
+    out.append("| server | subscribers | server CPU µs/PUT paced | server CPU µs/PUT burst "
+               "| PUT response p50 / p99 ms (paced) | unloaded fan-out p50 ms (PUT → last subscriber) "
+               "| paced interval ms × PUTs | burst PUTs/s | server / harness busy in burst (cores) "
+               "| StreamItem bytes | missing / out of order |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for n, L in sorted(levels.items()):
-        p, b = L["paced_phase"], L["burst_phase"]
-        pr = p["put_response_ms"]
-        out.append(
-            f"| {n:,} | {p['server_us_per_put']:.0f} | {b['server_us_per_put']:.0f} | {fmt(pr['p50'])} / {fmt(pr['p99'])} "
-            f"| {fmt(L['warmup_fanout_ms']['p50'])} | {L['paced_interval_ms']} × {L['paced_puts']} "
-            f"| {b['puts_per_s']:.0f} | {b['server_util']:.2f} | {b['harness_util']:.2f} "
-            f"| {L['frame_bytes'] or '—'} | {p['missing'] + b['missing']} / {L['out_of_order']} |")
-    run = result["run"]
+    for result in results:
+        for L in result["levels"]:
+            n, p, b = L["n"], L["paced_phase"], L["burst_phase"]
+            pr = p["put_response_ms"]
+            out.append(
+                f"| {label(result)} | {n:,} | {p['server_us_per_put']:.0f} | {b['server_us_per_put']:.0f} "
+                f"| {fmt(pr['p50'])} / {fmt(pr['p99'])} | {fmt(L['warmup_fanout_ms']['p50'])} "
+                f"| {L['paced_interval_ms']} × {L['paced_puts']} | {b['puts_per_s']:.0f} "
+                f"| {b['server_util']:.2f} / {b['harness_util']:.2f} "
+                f"| {L['frame_bytes'] or '—'} | {p['missing'] + b['missing']} / {L['out_of_order']} |")
     out.append("")
-    out.append(f"Run: {run['wall_s']:.0f} s; server `{' '.join(run['server_command'][:3])} "
-               f"{' '.join(o for o in run['server_command'][3:] if not o.startswith('/'))}`; "
-               f"load average {run['loadavg_before']:.1f} before, {run['loadavg_after']:.1f} after; "
-               f"other processes used {run['other_cpu_cores']:.2f} of {run['cores']} cores during the run. "
-               f"Anchor rows quoted from {os.path.relpath(path, REPO)} (N=1000, median of 5 runs).")
+    for result in results:
+        run = result["run"]
+        shown = [o if not o.startswith("/") else "TMPDIR" for o in run["server_command"]]
+        out.append(f"- `{' '.join(shown)}`: {run['wall_s']:.0f} s, load average {run['loadavg_before']:.1f} "
+                   f"before / {run['loadavg_after']:.1f} after, other processes used "
+                   f"{run['other_cpu_cores']:.2f} of {run['cores']} cores meanwhile.")
+    if anchors_run:
+        out.append(f"- anchors (same run): load average before each: "
+                   + ", ".join(f"{r['server']} {r['loadavg_before']:.1f}" for r in anchors_run) + ".")
+    out.append(f"- anchors summary rows: medians of 5 runs at N=1000 quoted from "
+               f"{os.path.relpath(path, REPO)}.")
     return "\n".join(out)
 
 
@@ -320,6 +341,8 @@ def main() -> None:
     ap.add_argument("--burst-deliveries", type=int, default=200_000, help="cap on deliveries per burst phase")
     ap.add_argument("--concurrency", type=int, default=4, help="PUTs in flight during a burst")
     ap.add_argument("--server-arg", action="append", default=[], help="extra server option (repeatable)")
+    ap.add_argument("--no-fsync-run", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the server with --no-fsync, to separate disk latency from delivery")
     ap.add_argument("--profile", help="run the server under cProfile and write the stats here")
     ap.add_argument("--with-anchors", action="store_true", help="also run one round of the shared anchors")
     ap.add_argument("--json", help="write the raw results here")
@@ -327,12 +350,19 @@ def main() -> None:
     ap.add_argument("--keep-log", action="store_true", help="keep the server's log")
     args = ap.parse_args()
     ensure_node_modules()
-    result = run_rustybeam(args)
-    anchors_run = run_anchors(args) if args.with_anchors else None
+    results = [run_rustybeam(args, args.server_arg)]
+    if args.no_fsync_run and "--no-fsync" not in args.server_arg:
+        results.append(run_rustybeam(args, args.server_arg + ["--no-fsync"]))
+    anchors_run = None
+    if args.with_anchors:
+        try:
+            anchors_run = run_anchors(args)
+        except (subprocess.SubprocessError, OSError) as e:
+            log(f"the anchors did not run: {e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rustybeam": result, "anchors": anchors_run}, f, indent=1)
-    print(report(result, anchors_run))
+            json.dump({"rustybeam": results, "anchors": anchors_run}, f, indent=1)
+    print(report(results, anchors_run))
 
 
 if __name__ == "__main__":
