@@ -63,6 +63,16 @@ class Viewer:
     def mayRead(self, url: str, selector: str | None, tree: etree._ElementTree | None) -> bool:
         return self.may("GET", url, selector, tree)
 
+    def redactDocument(self, url: str, tree: etree._ElementTree) -> bytes | None:
+        if self.authorizer is None or not self.authorizer.hasSelectorRules:
+            return None
+        access = self.authorizer.access(self.user, "GET", url, tree)
+        if not access.hidden():
+            return None
+        visible = access.redact([tree.getroot()])
+        root = visible[0] if visible and not isinstance(visible[0], str) else etree.Element("html")
+        return markup.serializeDocument(etree.ElementTree(root))
+
     def redact(self, change: Change) -> str | None:
         """The content of C{change} that this viewer could GET, or C{None} if none."""
         if self.authorizer is None:

@@ -27,6 +27,10 @@ class IViewer(Protocol):
     def mayRead(self, url: str, selector: str | None, tree: etree._ElementTree | None) -> bool:
         """Whether this viewer may GET C{selector} (or the whole document) of C{url}."""
 
+    def redactDocument(self, url: str, tree: etree._ElementTree) -> bytes | None:
+        """The document without what this viewer may not GET, or C{None} when it
+        may see all of it."""
+
     def redact(self, change: Change) -> str | None:
         """The change's content with what this viewer may not GET removed; C{None}
         when nothing of the change is visible to it."""

@@ -125,7 +125,7 @@ class DocumentResource(Resource):
         readMethod = b"GET" if method == b"HEAD" else method
         self._authorize(viewer, readMethod, doc, selector)
         if method in (b"GET", b"HEAD"):
-            return self._read(request, doc, selector)
+            return self._read(request, doc, selector, viewer)
         body = self._body(request) if method in (b"PUT", b"POST") else b""
         ifMatch = _header(request, b"if-match")
         if selector is None:
@@ -182,7 +182,8 @@ class DocumentResource(Resource):
             return None
         return selectors.fromRangeHeader(value)
 
-    def _read(self, request: Request, doc: DocumentPath, selector: Selector | None) -> bytes:
+    def _read(self, request: Request, doc: DocumentPath, selector: Selector | None,
+              viewer: IViewer | None) -> bytes:
         info = self.store.info(doc)
         if info is None or (selector is None and not self.options.files):
             raise NOT_FOUND
@@ -198,9 +199,19 @@ class DocumentResource(Resource):
         if _notModified(request, info.etag, info.mtime):
             request.setResponseCode(http.NOT_MODIFIED)
             return b""
-        data = self.store.read(doc)
+        data = self._visible(request, doc, viewer) or self.store.read(doc)
         request.setHeader(b"content-length", str(len(data)).encode())
         return b"" if request.method == b"HEAD" else data
+
+    def _visible(self, request: Request, doc: DocumentPath, viewer: IViewer | None) -> bytes | None:
+        """The document as C{viewer} may see it, when rules hide parts of it."""
+        if viewer is None or not doc.isHTML:
+            return None
+        redacted = viewer.redactDocument(doc.url, self.store.tree(doc))
+        if redacted is not None:
+            request.setHeader(b"etag", b'W/"redacted"')
+            request.setHeader(b"cache-control", b"private, no-cache")
+        return redacted
 
     def _selected(self, request: Request, selector: Selector, body: str) -> bytes:
         data = body.encode("utf-8")

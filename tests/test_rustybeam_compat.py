@@ -253,6 +253,14 @@ def test_private_elements_are_hidden_from_anonymous_selector_reads(live: Server)
     assert live.select("GET", "/doc.html", ".private", headers=admin).status == 206
 
 
+def test_whole_document_get_leaves_out_what_the_reader_may_not_see(live: Server) -> None:
+    anonymous = live.request("GET", "/doc.html", headers=LOCAL)
+    assert anonymous.status == 200 and b"Original content" in anonymous.body
+    assert b"Secret" not in anonymous.body
+    admin = live.request("GET", "/doc.html", headers={**LOCAL, **basic("admin", "admin123")})
+    assert b"Secret" in admin.body
+
+
 def test_username_selector_rule_lets_each_user_read_only_their_own_item(live: Server) -> None:
     john = {**LOCAL, **basic("johndoe", "doe123")}
     assert live.select("GET", "/people.html", "#p-john", headers=john).status == 206
