@@ -111,9 +111,14 @@ def pendingBytes(transport: Any) -> int:
 
 
 class DocumentWebSocketProtocol(WebSocketServerProtocol):
-    """One client watching documents."""
+    """
+    One client watching documents.
 
-    log = Logger()
+    It logs through Autobahn's own (txaio) logger, whose disabled levels cost nothing:
+    a C{twisted.logger.Logger} here would build an event for the debug call that
+    Autobahn makes on every frame sent, about a fifth of the CPU of a delivery.
+    """
+
     factory: DocumentWebSocketFactory
 
     documentUrl: str = "/index.html"
