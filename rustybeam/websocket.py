@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -25,7 +25,6 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -421,7 +420,6 @@ class WebSocketUpgrade:
     """
 
     factory: DocumentWebSocketFactory
-    log: Logger = field(default_factory=Logger)
 
     def check(self, request: Request) -> None:
         """The checks that precede any upgrade; raise a Problem to refuse it."""
