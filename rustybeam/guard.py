@@ -15,14 +15,21 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Hashable, Mapping
 
+import bcrypt
 from lxml import etree
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 
 from rustybeam import markup
-from rustybeam.auth import Authorizer, Credential, authenticate, parseBasicAuthorization
+from rustybeam.auth import Authorizer, Credential, parseBasicAuthorization, verify
 from rustybeam.changes import Change
 from rustybeam.errors import FORBIDDEN, UNAUTHORIZED, Problem
 
 VERIFIED_CACHE_SIZE = 1024
+_NOBODY = Credential("", bcrypt.hashpw(b"-", bcrypt.gensalt(4)).decode(), (), "bcrypt")
+"""Checked in place of an unknown user, so that a wrong name costs as long as a
+wrong password and does not reveal which names exist."""
 
 
 @dataclass(frozen=True)
@@ -96,36 +103,51 @@ class Viewer:
 class AuthGuard:
     """L{IGuard} for a host's basic-auth and authorization plugins."""
 
-    def __init__(self, options: GuardOptions) -> None:
+    def __init__(self, options: GuardOptions, reactor: IReactorThreads | None = None) -> None:
         self.options = options
+        self._reactor = reactor
         self._verified: OrderedDict[bytes, Credential] = OrderedDict()
 
-    def viewer(self, authorization: bytes | None) -> Viewer:
+    def viewer(self, authorization: bytes | None) -> Viewer | Deferred[Viewer]:
+        """
+        The viewer for a request. A bcrypt password is checked in a worker thread
+        (a Deferred is returned then), so that a flood of wrong passwords cannot stall
+        the reactor; a successful check is remembered by a digest of the header, so
+        bcrypt runs once per user and password, not once per request.
+        """
         users = self.options.users
-        user: Credential | None = None
-        if users is not None and authorization is not None:
-            user = self._authenticate(users, authorization)
-        if not self.options.authenticateFirst:
-            user = None
-        return Viewer(user, self.options.authorizer)
-
-    def _authenticate(self, users: Mapping[str, Credential], authorization: bytes) -> Credential:
-        """The user named by a Basic header; successful checks are remembered (by a
-        digest of the header) so that bcrypt runs once per user, not per request."""
+        if users is None or authorization is None:
+            return Viewer(None, self.options.authorizer)
         digest = hashlib.sha256(authorization).digest()
-        user = self._verified.get(digest)
-        if user is not None:
+        known = self._verified.get(digest)
+        if known is not None:
             self._verified.move_to_end(digest)
-            return user
-        if parseBasicAuthorization(authorization) is None:
+            return self._viewerFor(known)
+        parsed = parseBasicAuthorization(authorization)
+        if parsed is None:
             raise self._challenge("malformed Basic credentials")
-        user = authenticate(users, authorization)
-        if user is None:
+        credential = users.get(parsed[0], _NOBODY)
+        if credential.encryption != "bcrypt":
+            return self._verifiedAs(digest, credential, verify(credential, parsed[1]))
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        d = deferToThreadPool(reactor, reactor.getThreadPool(),  # type: ignore[union-attr]
+                              verify, credential, parsed[1])
+        return d.addCallback(lambda ok: self._verifiedAs(digest, credential, ok))
+
+    def _verifiedAs(self, digest: bytes, credential: Credential, ok: bool) -> Viewer:
+        if not ok or credential is _NOBODY:
             raise self._challenge("wrong user name or password")
-        self._verified[digest] = user
+        self._verified[digest] = credential
         while len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return user
+        return self._viewerFor(credential)
+
+    def _viewerFor(self, user: Credential) -> Viewer:
+        if not self.options.authenticateFirst:
+            return Viewer(None, self.options.authorizer)
+        return Viewer(user, self.options.authorizer)
 
     def authorize(self, viewer: Viewer, method: str, url: str, selector: str | None,
                   tree: etree._ElementTree | None) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Hashable, Protocol
 
 if TYPE_CHECKING:
     from lxml import etree
+    from twisted.internet.defer import Deferred
 
     from rustybeam.changes import Change
 
@@ -39,9 +40,10 @@ class IViewer(Protocol):
 class IGuard(Protocol):
     """Authenticates a request and authorizes one operation on one document."""
 
-    def viewer(self, authorization: bytes | None) -> IViewer:
-        """The viewer for an C{Authorization} header value; raises a 401 Problem
-        when credentials are given but wrong."""
+    def viewer(self, authorization: bytes | None) -> IViewer | Deferred[IViewer]:
+        """The viewer for an C{Authorization} header value (or a Deferred of it, when
+        checking takes a worker thread); raises (or fails with) a 401 Problem when
+        credentials are given but wrong."""
 
     def authorize(
         self,

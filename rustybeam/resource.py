@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -102,13 +102,28 @@ class DocumentResource(Resource):
 
     def render(self, request: Request) -> bytes | int:
         try:
-            return self._route(request)
+            doc = self.store.locate(relativePath(request))
+            viewer = self._viewer(request)
+            if not isinstance(viewer, Deferred):
+                return self._route(request, doc, viewer)
         except Problem as problem:
             return renderProblem(request, problem)
+        viewer.addCallback(self._identified, request, doc)
+        viewer.addCallbacks(lambda body: self._respond(request, body),
+                            lambda failure: self._failed(request, failure))
+        return NOT_DONE_YET
 
-    def _route(self, request: Request) -> bytes | int:
-        doc = self.store.locate(relativePath(request))
-        viewer = self._viewer(request)
+    def _identified(self, viewer: IViewer, request: Request, doc: DocumentPath) -> bytes | int:
+        request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
+        return self._route(request, doc, viewer)
+
+    def _respond(self, request: Request, body: bytes | int) -> None:
+        if body is NOT_DONE_YET or request._disconnected:
+            return
+        request.write(body)  # type: ignore[arg-type]
+        request.finish()
+
+    def _route(self, request: Request, doc: DocumentPath, viewer: IViewer | None) -> bytes | int:
         if self.websocket is not None and isUpgrade(request):
             return self._upgrade(request, doc, viewer)
         selector = self._selector(request)
@@ -145,11 +160,12 @@ class DocumentResource(Resource):
 
     # Access
 
-    def _viewer(self, request: Request) -> IViewer | None:
+    def _viewer(self, request: Request) -> IViewer | Deferred[IViewer] | None:
         if self.guard is None:
             return None
         viewer = self.guard.viewer(request.getHeader(b"authorization"))
-        request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
+        if not isinstance(viewer, Deferred):
+            request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
         return viewer
 
     def _authorize(

@@ -286,6 +286,32 @@ def test_authenticated_upgrade_succeeds(live: Server) -> None:
     w.close()
 
 
+def test_first_request_of_a_bcrypt_user_can_be_an_upgrade(tmp_path_factory) -> None:
+    tmp = tmp_path_factory.mktemp("bcrypt-upgrade")
+    config = configured(tmp, "basic-auth-config.html", "tests/plugins/hosts/basic-auth",
+                        AUTH / "users_bcrypt.html")
+    config.write_text(config.read_text().replace(
+        "librusty_beam_file_handler.so</span>",
+        "librusty_beam_file_handler.so</span></div><div itemprop=\"plugin\" itemscope "
+        "itemtype=\"https://rustybeam.net/schema/Plugin\"><span itemprop=\"library\">"
+        "file://./plugins/librusty_beam_websocket.so</span>", 1))
+    server = start(tmp, config)
+    try:
+        w = Watcher(server, "/doc.html", host="localhost",
+                    additional_headers=basic("admin", "admin123"))
+        server.select("PUT", "/doc.html", "#content", "<div id=content>z</div>",
+                      {**LOCAL, **basic("johndoe", "doe123")})
+        assert w.item().content == '<div id="content">z</div>'
+        sock, head = rawHandshake(server, "/doc.html", {"Host": "localhost", **basic("admin", "nope")})
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 401")
+        sock, head = rawHandshake(server, "/doc.html", {"Host": "localhost", **basic("nobody", "x")})
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 401")
+    finally:
+        server.stop()
+
+
 def test_subscribe_needs_read_permission_on_its_selector(live: Server) -> None:
     w = Watcher(live, "/people.html", host="localhost", additional_headers={**basic("johndoe", "doe123")})
     assert w.subscribe(selector="#p-john")["type"] == "subscribed"
