@@ -274,10 +274,17 @@ def watch(server: Server) -> Iterator[object]:
         w.close()
 
 
-def rawHandshake(server: Server, path: str, headers: dict[str, str] | None = None) -> tuple[socket.socket, bytes]:
-    """Open a WebSocket by hand (for what a polite client library will not do);
-    return the socket and the raw response head."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+def rawHandshake(server: Server, path: str, headers: dict[str, str] | None = None,
+                 source: str = "127.0.0.1", receiveBuffer: int | None = None
+                 ) -> tuple[socket.socket, bytes]:
+    """Open a WebSocket by hand (for what a polite client library will not do), from
+    the loopback address C{source}; return the socket and the raw response head."""
+    sock = socket.socket()
+    if receiveBuffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", server.port))
     key = base64.b64encode(os.urandom(16)).decode()
     fields = {"Host": f"127.0.0.1:{server.port}", "Upgrade": "websocket", "Connection": "Upgrade",
               "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13", **(headers or {})}

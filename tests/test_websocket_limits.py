@@ -31,22 +31,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                           "--max-connections-per-address", "3")
 
 
-def handshakeFrom(server: Server, source: str, path: str = "/d.html") -> tuple[socket.socket, bytes]:
-    sock = socket.socket()
-    sock.bind((source, 0))
-    sock.settimeout(5)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return sock, head
+def handshakeFrom(server: Server, source: str) -> tuple[socket.socket, bytes]:
+    return rawHandshake(server, "/d.html", source=source)
 
 
 def readFrame(sock: socket.socket) -> tuple[int, bytes]:
@@ -81,31 +67,31 @@ def closeCodeOf(sock: socket.socket, timeout: float = 15) -> int | None:
         return None
 
 
-def test_connections_over_the_per_address_limit_get_503(limited: Server) -> None:
-    held = [handshakeFrom(limited, "127.0.0.1") for _ in range(3)]
+def statusesWhileHolding(server: Server, holders: list[str], newcomers: list[str]) -> list[bytes]:
+    """Open WebSockets from the C{holders} addresses (all must succeed), then one from
+    each of the C{newcomers}; the status codes that the newcomers get."""
+    held = [handshakeFrom(server, source) for source in holders]
     try:
         assert all(head.startswith(b"HTTP/1.1 101") for _, head in held)
-        sock, head = handshakeFrom(limited, "127.0.0.1")
-        sock.close()
-        assert head.startswith(b"HTTP/1.1 503")
-        other, head = handshakeFrom(limited, "127.0.0.2")
-        other.close()
-        assert head.startswith(b"HTTP/1.1 101")
+        statuses = []
+        for source in newcomers:
+            sock, head = handshakeFrom(server, source)
+            sock.close()
+            statuses.append(head[9:12])
+        return statuses
     finally:
         for sock, _ in held:
             sock.close()
+
+
+def test_connections_over_the_per_address_limit_get_503(limited: Server) -> None:
+    assert statusesWhileHolding(limited, ["127.0.0.1"] * 3, ["127.0.0.1", "127.0.0.2"]) == [
+        b"503", b"101"]
 
 
 def test_connections_over_the_total_limit_get_503(limited: Server) -> None:
-    held = [handshakeFrom(limited, f"127.0.0.{2 + i // 3}") for i in range(5)]
-    try:
-        assert all(head.startswith(b"HTTP/1.1 101") for _, head in held)
-        sock, head = handshakeFrom(limited, "127.0.0.9")
-        sock.close()
-        assert head.startswith(b"HTTP/1.1 503")
-    finally:
-        for sock, _ in held:
-            sock.close()
+    holders = ["127.0.0.2"] * 3 + ["127.0.0.3"] * 2
+    assert statusesWhileHolding(limited, holders, ["127.0.0.9"]) == [b"503"]
 
 
 def test_closed_connections_free_their_slot(limited: Server) -> None:
@@ -187,15 +173,8 @@ def test_compression_can_be_refused(tmp_path_factory) -> None:
 
 def test_slow_reader_is_closed_and_others_are_not_delayed(tmp_path_factory) -> None:
     for server in serverWith(tmp_path_factory, "--max-backlog", "200000", "--no-fsync"):
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.settimeout(5)
-        slow.connect(("127.0.0.1", server.port))
-        slow.sendall(
-            b"GET /d.html HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        assert slow.recv(4096).startswith(b"HTTP/1.1 101")
+        slow, head = rawHandshake(server, "/d.html", receiveBuffer=4096)
+        assert head.startswith(b"HTTP/1.1 101")
         fast = Watcher(server, "/d.html", compression=None, max_size=None)
         block = "y" * 50_000
         for i in range(40):
