@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as e:
-        print(f"{sys.argv[0]}: {e}\n{options}", file=sys.stderr)
+        print(f"rustybeam: {e}\n{options}", file=sys.stderr)
         raise SystemExit(2)
     observer = FilteringLogObserver(
         textFileLogObserver(sys.stdout), [LogLevelFilterPredicate(LogLevel.info)]

@@ -31,15 +31,21 @@ _notifier = NotifierOptions()
 _store = StoreOptions()
 
 
-def _positive(kind: type) -> object:
+def _atLeast(kind: type, minimum: float) -> object:
     def coerce(value: str) -> object:
         parsed = kind(value)
-        if parsed < 0:
-            raise ValueError(f"must not be negative: {value}")
+        if parsed < minimum:
+            raise ValueError(f"must be at least {minimum}: {value}")
         return parsed
 
-    coerce.coerceDoc = "Must not be negative."  # type: ignore[attr-defined]
+    coerce.coerceDoc = f"At least {minimum}."  # type: ignore[attr-defined]
     return coerce
+
+
+_count = _atLeast(int, 1)
+_optional = _atLeast(int, 0)
+_seconds = _atLeast(float, 0)
+_rate = _atLeast(float, 0.001)
 
 
 class Options(usage.Options):
@@ -54,23 +60,23 @@ class Options(usage.Options):
         ["root", "r", None, "Document root directory (default: the bundled examples)."],
         ["port", "p", None, "Listening endpoint description (default: tcp:3000, or the config's bindAddress/bindPort)."],
         ["config", "c", None, "A Rusty Beam config.html (ServerConfig/HostConfig microdata)."],
-        ["max-body", None, _http.maxBodyBytes, "Largest PUT/POST body in bytes (413 over it).", _positive(int)],
-        ["cache-size", None, _store.cacheSize, "Parsed documents kept in memory.", _positive(int)],
-        ["history", None, _notifier.historySize, "StreamItems kept per document for resume.", _positive(int)],
-        ["max-connections", None, _ws.maxConnections, "Open WebSockets in total (503 over it).", _positive(int)],
+        ["max-body", None, _http.maxBodyBytes, "Largest PUT/POST body in bytes (413 over it).", _count],
+        ["cache-size", None, _store.cacheSize, "Parsed documents kept in memory.", _count],
+        ["history", None, _notifier.historySize, "StreamItems kept per document for resume.", _optional],
+        ["max-connections", None, _ws.maxConnections, "Open WebSockets in total (503 over it).", _count],
         ["max-connections-per-address", None, _ws.maxConnectionsPerAddress,
-         "Open WebSockets per client address (503 over it).", _positive(int)],
-        ["rate", None, _ws.messagesPerSecond, "Client messages per second per connection.", _positive(float)],
-        ["burst", None, _ws.messageBurst, "Client messages allowed back to back.", _positive(int)],
+         "Open WebSockets per client address (503 over it).", _count],
+        ["rate", None, _ws.messagesPerSecond, "Client messages per second per connection.", _rate],
+        ["burst", None, _ws.messageBurst, "Client messages allowed back to back.", _count],
         ["rate-strikes", None, _ws.rateLimitStrikes,
-         "Messages over the rate answered with errors before closing with 1008.", _positive(int)],
-        ["ping-interval", None, _ws.autoPingInterval, "Seconds between pings (0: off).", _positive(float)],
-        ["ping-timeout", None, _ws.autoPingTimeout, "Seconds to wait for a pong.", _positive(float)],
-        ["max-message-size", None, _ws.maxMessageSize, "Largest incoming message in bytes (1009).", _positive(int)],
-        ["max-frame-size", None, _ws.maxFrameSize, "Largest incoming frame in bytes (1009).", _positive(int)],
+         "Messages over the rate answered with errors before closing with 1008.", _optional],
+        ["ping-interval", None, _ws.autoPingInterval, "Seconds between pings (0: off).", _seconds],
+        ["ping-timeout", None, _ws.autoPingTimeout, "Seconds to wait for a pong.", _seconds],
+        ["max-message-size", None, _ws.maxMessageSize, "Largest incoming message in bytes (1009).", _count],
+        ["max-frame-size", None, _ws.maxFrameSize, "Largest incoming frame in bytes (1009).", _count],
         ["max-backlog", None, _ws.maxBacklogBytes,
-         "Unsent bytes per connection before a slow reader is closed with 1008.", _positive(int)],
-        ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _positive(int)],
+         "Unsent bytes per connection before a slow reader is closed with 1008.", _count],
+        ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _count],
         ["access-log", None, None, "Access log file ('-' for stdout)."],
         ["access-log-format", None, "common", "Access log format: common, combined or json."],
     ]
