@@ -296,11 +296,8 @@ class Authorizer:
     def __init__(self, rules: Iterable[AuthorizationRule]) -> None:
         self.rules = tuple(rules)
         self._patterns = {r.path: _PathPattern(r.path) for r in self.rules}
-
-    @property
-    def hasSelectorRules(self) -> bool:
+        self.hasSelectorRules = any(r.selector is not None for r in self.rules)
         """Whether any decision can depend on a document's content."""
-        return any(r.selector is not None for r in self.rules)
 
     def decide(
         self,

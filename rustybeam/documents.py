@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Optional, TypeVar
 
 from lxml import etree
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
@@ -35,6 +35,8 @@ from rustybeam.errors import (
     NOT_HTML,
     NOT_UTF8,
     PRECONDITION_FAILED,
+    RESTRUCTURED,
+    UNSTORABLE,
     WRITE_FAILED,
     Problem,
 )
@@ -42,6 +44,8 @@ from rustybeam.paths import TEMP_PREFIX, TEMP_SUFFIX, DocumentPath, resolve
 from rustybeam.selectors import Selector
 
 T = TypeVar("T")
+Check = Callable[[Optional[etree._ElementTree]], None]
+"""Called inside a write's turn with the current tree; raises a Problem to refuse it."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,11 @@ class FileInfo:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """The outcome of a write: the response body (nodes as stored) and the change."""
+    """The outcome of a write: the change (its content is the response body), the
+    ETag of the document it left (C{None} once deleted), and whether it was new."""
 
-    content: str
     change: Change
+    etag: str | None
     created: bool = False
 
 
@@ -102,8 +107,12 @@ def _etag(st: os.stat_result) -> str:
     return '"%x-%x-%x"' % _stamp(st)
 
 
-def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> None:
-    """Replace C{filename} with C{data} so that a crash leaves the old or new file."""
+def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> os.stat_result:
+    """
+    Replace C{filename} with C{data} so that a crash leaves the old or new file;
+    return the new file's status (taken before the rename, so it is this write's
+    even when another write follows at once).
+    """
     dirname = os.path.dirname(filename)
     try:
         mode = os.stat(filename).st_mode & 0o777
@@ -116,7 +125,8 @@ def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> None:
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+            os.fchmod(f.fileno(), mode)
+            written = os.fstat(f.fileno())
         os.replace(tmp, filename)
     except BaseException:
         try:
@@ -126,6 +136,7 @@ def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> None:
         raise
     if fsync:
         _fsyncDirectory(dirname)
+    return written
 
 
 def durableUnlink(filename: str, fsync: bool = True) -> None:
@@ -228,7 +239,7 @@ class DocumentStore:
         if cached is not None and cached.stamp == _stamp(st):
             self._cache.move_to_end(doc.url)
             return cached.tree
-        tree = markup.parseDocument(self.read(doc))
+        tree = markup.parseLeniently(self.read(doc))
         self._remember(doc.url, _stamp(st), tree)
         return tree
 
@@ -238,11 +249,6 @@ class DocumentStore:
             raise NO_MATCH.because(selector.css)
         return matches
 
-    def cachedTree(self, url: str) -> etree._ElementTree | None:
-        """The cached tree of C{url} if it is in memory; never touches the disk."""
-        cached = self._cache.get(url)
-        return cached.tree if cached is not None else None
-
     def _remember(self, url: str, stamp: tuple[int, int, int], tree: etree._ElementTree) -> None:
         self._cache[url] = _Cached(stamp, tree)
         self._cache.move_to_end(url)
@@ -251,42 +257,49 @@ class DocumentStore:
 
     # Writing
 
-    def replace(
-        self, doc: DocumentPath, selector: Selector, body: bytes, ifMatch: str | None = None
-    ) -> Deferred[WriteResult]:
-        """Replace every element C{selector} matches with the body's nodes."""
-        return self._write(doc, ifMatch, lambda: self._applySelector(doc, "PUT", selector, body))
+    def replace(self, doc: DocumentPath, selector: Selector, body: bytes,
+                ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
+        """
+        Replace every element C{selector} matches with the body's nodes.
 
-    def append(
-        self, doc: DocumentPath, selector: Selector, body: bytes, ifMatch: str | None = None
-    ) -> Deferred[WriteResult]:
+        Every write takes C{ifMatch} (an C{If-Match} value) and C{check}, which is
+        called with the document's current tree (C{None} when it has none) once the
+        write's turn has come, just before it is computed; it raises a L{Problem} to
+        refuse the write. Authorization goes there, so that it judges the very
+        elements the write will change.
+        """
+        return self._write(doc, ifMatch, check,
+                           lambda: self._applySelector(doc, "PUT", selector, body))
+
+    def append(self, doc: DocumentPath, selector: Selector, body: bytes,
+               ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Append the body's nodes as last children of every matched element."""
-        return self._write(doc, ifMatch, lambda: self._applySelector(doc, "POST", selector, body))
+        return self._write(doc, ifMatch, check,
+                           lambda: self._applySelector(doc, "POST", selector, body))
 
-    def remove(
-        self, doc: DocumentPath, selector: Selector, ifMatch: str | None = None
-    ) -> Deferred[WriteResult]:
+    def remove(self, doc: DocumentPath, selector: Selector,
+               ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Remove every element C{selector} matches."""
-        return self._write(doc, ifMatch, lambda: self._applySelector(doc, "DELETE", selector, b""))
+        return self._write(doc, ifMatch, check,
+                           lambda: self._applySelector(doc, "DELETE", selector, b""))
 
-    def putDocument(
-        self, doc: DocumentPath, body: bytes, ifMatch: str | None = None
-    ) -> Deferred[WriteResult]:
+    def putDocument(self, doc: DocumentPath, body: bytes,
+                    ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Create or replace the whole file."""
-        return self._write(doc, ifMatch, lambda: self._applyWhole(doc, "PUT", body))
+        return self._write(doc, ifMatch, check, lambda: self._applyWhole(doc, "PUT", body))
 
-    def deleteDocument(self, doc: DocumentPath, ifMatch: str | None = None) -> Deferred[WriteResult]:
+    def deleteDocument(self, doc: DocumentPath,
+                       ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Remove the whole file."""
-        return self._write(doc, ifMatch, lambda: self._applyWhole(doc, "DELETE", None))
+        return self._write(doc, ifMatch, check, lambda: self._applyWhole(doc, "DELETE", None))
 
     def drain(self) -> Deferred:
         """Fire when every write accepted so far is on disk and reported."""
         return DeferredList(list(self._inflight), consumeErrors=True)
 
-    def _write(
-        self, doc: DocumentPath, ifMatch: str | None, plan: Callable[[], _Plan]
-    ) -> Deferred[WriteResult]:
-        d = ensureDeferred(self._serialized(doc, ifMatch, plan))
+    def _write(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
+               plan: Callable[[], _Plan]) -> Deferred[WriteResult]:
+        d = ensureDeferred(self._serialized(doc, ifMatch, check, plan))
         self._inflight.add(d)
 
         def done(result: object) -> object:
@@ -296,15 +309,19 @@ class DocumentStore:
         d.addBoth(done)
         return d
 
-    async def _serialized(
-        self, doc: DocumentPath, ifMatch: str | None, plan: Callable[[], _Plan]
-    ) -> WriteResult:
+    async def _serialized(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
+                          plan: Callable[[], _Plan]) -> WriteResult:
         lock = self._locks.setdefault(doc.url, DeferredLock())
         await lock.acquire()
         try:
             self._checkPrecondition(doc, ifMatch)
-            p = plan()
-            await self._persist(doc, p)
+            if check is not None:
+                check(self.treeOrNone(doc))
+            try:
+                p = plan()
+            except ValueError as e:
+                raise UNSTORABLE.because(_oneLine(e)) from None
+            etag = await self._persist(doc, p)
             sequence = self.sequence(doc.url) + 1
             self._sequences[doc.url] = sequence
             change = p.change(doc.url, sequence)
@@ -312,7 +329,7 @@ class DocumentStore:
                 self.onChange(change)
             except Exception:
                 self.log.failure("change listener failed for {url}", url=doc.url)
-            return WriteResult(p.content, change, p.created)
+            return WriteResult(change, etag, p.created)
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:
@@ -330,13 +347,16 @@ class DocumentStore:
         if info is None or info.etag not in tags:
             raise PRECONDITION_FAILED
 
-    async def _persist(self, doc: DocumentPath, p: _Plan) -> None:
+    async def _persist(self, doc: DocumentPath, p: _Plan) -> str | None:
+        """Write C{p} to disk; the new file's ETag (C{None} once it is deleted)."""
         try:
             if p.data is None:
                 await self._inThread(lambda: durableUnlink(doc.filename, self.options.fsync))
+                stamp = None
             else:
                 data = p.data
-                await self._inThread(lambda: atomicWrite(doc.filename, data, self.options.fsync))
+                stamp = await self._inThread(
+                    lambda: atomicWrite(doc.filename, data, self.options.fsync))
         except FileNotFoundError:
             self._cache.pop(doc.url, None)
             raise NOT_FOUND from None
@@ -344,10 +364,11 @@ class DocumentStore:
             self._cache.pop(doc.url, None)
             self.log.error("writing {file} failed: {error}", file=doc.filename, error=e)
             raise WRITE_FAILED.because(e.strerror or type(e).__name__) from None
-        if p.data is None or p.after is None:
+        if stamp is None or p.after is None:
             self._cache.pop(doc.url, None)
         else:
-            self._remember(doc.url, _stamp(os.stat(doc.filename)), p.after)
+            self._remember(doc.url, _stamp(stamp), p.after)
+        return _etag(stamp) if stamp is not None else None
 
     def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn)
@@ -381,16 +402,22 @@ class DocumentStore:
                 nodes = [after.getroot()]
             else:
                 parent = target.getparent()
-                nodes = markup.parseFragment(text, str(parent.tag))
+                if parent.getparent() is None and target.tag in ("head", "body"):
+                    nodes = [markup.parseDocument(text).getroot().find(target.tag)]
+                else:
+                    nodes = markup.parseFragment(text, str(parent.tag))
                 _replaceWith(target, nodes)
                 containers.append(parent)
             pieces.append(markup.serializeAll(nodes))
             inserted.extend(n for n in nodes if not isinstance(n, str))
+        data = markup.serializeDocument(after)
+        if not markup.sameStructure(after, markup.parseDocument(data)):
+            raise RESTRUCTURED
         return _Plan(
             method=method,
             selector=selector.css,
             content="\n".join(pieces),
-            data=markup.serializeDocument(after),
+            data=data,
             before=before,
             after=after,
             removed=tuple(targets) if method != "POST" else (),
@@ -400,7 +427,7 @@ class DocumentStore:
 
     def _applyWhole(self, doc: DocumentPath, method: str, body: bytes | None) -> _Plan:
         info = self.info(doc)
-        before = self._treeOrNone(doc) if info is not None else None
+        before = self.treeOrNone(doc) if info is not None else None
         if method == "DELETE":
             if info is None:
                 raise NOT_FOUND
@@ -422,12 +449,13 @@ class DocumentStore:
             created=info is None,
         )
 
-    def _treeOrNone(self, doc: DocumentPath) -> etree._ElementTree | None:
+    def treeOrNone(self, doc: DocumentPath) -> etree._ElementTree | None:
+        """The parsed document, or C{None} when it is missing or not HTML."""
         if not doc.isHTML:
             return None
         try:
             return self.tree(doc)
-        except Problem:
+        except (Problem, ValueError):
             return None
 
 
@@ -519,3 +547,7 @@ def _detach(target: etree._Element) -> etree._Element:
     parent.remove(target)
     _appendText(parent, previous, tail)
     return parent
+
+
+def _oneLine(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200]

@@ -35,6 +35,9 @@ BAD_SELECTOR = Problem(400, "bad-selector", "malformed CSS selector")
 EMPTY_SELECTOR = Problem(400, "bad-selector", "empty selector")
 BAD_RANGE = Problem(400, "bad-range", "Range header must be 'selector=<css>'")
 NOT_UTF8 = Problem(400, "not-utf8", "request body is not valid UTF-8")
+UNSTORABLE = Problem(400, "unstorable", "the body cannot be stored as HTML")
+RESTRUCTURED = Problem(400, "restructured", "the body would not keep its place: an HTML parser "
+                       "reading the stored document would move it (for example a <p> inside a <p>)")
 BAD_PATH = Problem(400, "bad-path", "request path is not allowed")
 BAD_REQUEST = Problem(400, "bad-request", "malformed request")
 UNAUTHORIZED = Problem(401, "unauthorized", "authentication required")
@@ -47,9 +50,11 @@ PRECONDITION_FAILED = Problem(412, "precondition-failed", "If-Match does not mat
 TOO_LARGE = Problem(413, "too-large", "request body exceeds the configured limit")
 NO_MATCH = Problem(416, "no-match", "selector matched no element")
 NOT_HTML = Problem(416, "not-html", "selector ranges apply only to .html and .htm documents")
+SELECTORS_DISABLED = Problem(416, "no-selectors", "this host does not change documents by selector")
 IS_DIRECTORY = Problem(409, "is-directory", "path names a directory")
 UPGRADE_REQUIRED = Problem(426, "upgrade-required", "unsupported WebSocket version").withHeader(
     b"Sec-WebSocket-Version", b"13"
 )
 WRITE_FAILED = Problem(500, "write-failed", "the document could not be written")
+INTERNAL = Problem(500, "internal", "internal server error")
 TOO_MANY_CONNECTIONS = Problem(503, "too-many-connections", "connection limit reached")

@@ -70,10 +70,15 @@ class Viewer:
     def mayRead(self, url: str, selector: str | None, tree: etree._ElementTree | None) -> bool:
         return self.may("GET", url, selector, tree)
 
+    @property
+    def hidesParts(self) -> bool:
+        """Whether rules may hide parts of a document from this viewer."""
+        return self.authorizer is not None and self.authorizer.hasSelectorRules
+
     def redactDocument(self, url: str, tree: etree._ElementTree) -> bytes | None:
-        if self.authorizer is None or not self.authorizer.hasSelectorRules:
+        if not self.hidesParts:
             return None
-        access = self.authorizer.access(self.user, "GET", url, tree)
+        access = self.authorizer.access(self.user, "GET", url, tree)  # type: ignore[union-attr]
         if not access.hidden():
             return None
         visible = access.redact([tree.getroot()])
@@ -85,17 +90,18 @@ class Viewer:
         if self.authorizer is None:
             return change.content
         tree = change.before if change.method == "DELETE" else change.after
-        nodes = change.removed if change.method == "DELETE" else change.inserted
-        if tree is None:
+        if not self.hidesParts or tree is None:
             return change.content if self.may("GET", change.url, None, None) else None
         access = self.authorizer.access(self.user, "GET", change.url, tree)
+        nodes = change.removed if change.method == "DELETE" else change.inserted
+        textVisible = access.documentAllowed and all(access.allows(c) for c in change.containers)
         if not nodes:
-            shown = access.documentAllowed and all(access.allows(c) for c in change.containers)
-            return change.content if shown else None
+            return change.content if textVisible else None
         visible = access.redact(list(nodes))
         if not visible:
             return None
-        if len(visible) == len(nodes) and all(a is b for a, b in zip(visible, nodes)):
+        whole = len(visible) == len(nodes) and all(a is b for a, b in zip(visible, nodes))
+        if whole and textVisible:
             return change.content
         return "\n".join(markup.serialize(n) for n in visible)
 

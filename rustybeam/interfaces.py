@@ -28,6 +28,10 @@ class IViewer(Protocol):
     def mayRead(self, url: str, selector: str | None, tree: etree._ElementTree | None) -> bool:
         """Whether this viewer may GET C{selector} (or the whole document) of C{url}."""
 
+    hidesParts: bool
+    """Whether rules may hide parts of documents from this viewer (if not, the
+    redaction methods need not be asked)."""
+
     def redactDocument(self, url: str, tree: etree._ElementTree) -> bytes | None:
         """The document without what this viewer may not GET, or C{None} when it
         may see all of it."""

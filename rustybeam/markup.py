@@ -8,9 +8,11 @@ C{<tr>}, C{<td>} or C{<option>} land where they belong.
 
 from __future__ import annotations
 
+import re
 import threading
 from copy import deepcopy
-from typing import Union
+from itertools import zip_longest
+from typing import Iterator, Union
 
 import html5lib
 from lxml import etree
@@ -34,6 +36,31 @@ def _parser() -> html5lib.HTMLParser:
 
 def parseDocument(text: str | bytes) -> etree._ElementTree:
     return _parser().parse(text)
+
+
+def parseLeniently(data: bytes) -> etree._ElementTree:
+    """Parse a file as a browser would even when it holds characters that an lxml
+    tree cannot (C0 controls, noncharacters): those become U+FFFD."""
+    try:
+        return parseDocument(data)
+    except ValueError:
+        text = data.decode("utf-8", errors="replace")
+        return parseDocument(_UNSTORABLE.sub("\ufffd", text))
+
+
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0e-\x1f\ufffe\uffff]")
+
+
+def sameStructure(a: etree._ElementTree, b: etree._ElementTree) -> bool:
+    """Whether two trees have the same elements, attributes and nesting (text aside)."""
+    def shape(tree: etree._ElementTree) -> Iterator[tuple[object, ...]]:
+        for element in tree.getroot().iter():
+            if isinstance(element.tag, str):
+                parent = element.getparent()
+                yield element.tag, tuple(sorted(element.attrib.items())), len(element), (
+                    parent.tag if parent is not None else None)
+
+    return all(x == y for x, y in zip_longest(shape(a), shape(b)))
 
 
 def parseFragment(text: str, context: str = "div") -> list[Node]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from lxml import etree
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,9 +23,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.static import File
 
 from rustybeam import markup, selectors
-from rustybeam.documents import DocumentStore, WriteResult
+from rustybeam.documents import Check, DocumentStore, WriteResult
 from rustybeam.errors import (
+    INTERNAL,
     METHOD_NOT_ALLOWED,
+    SELECTORS_DISABLED,
     NOT_FOUND,
     NOT_HTML,
     TOO_LARGE,
@@ -108,9 +111,12 @@ class DocumentResource(Resource):
                 return self._route(request, doc, viewer)
         except Problem as problem:
             return renderProblem(request, problem)
+        except Exception:
+            self.log.failure("{method} {uri} failed", method=request.method, uri=request.uri)
+            return renderProblem(request, INTERNAL)
         viewer.addCallback(self._identified, request, doc)
-        viewer.addCallbacks(lambda body: self._respond(request, body),
-                            lambda failure: self._failed(request, failure))
+        viewer.addCallback(lambda body: self._respond(request, body))
+        viewer.addErrback(self._failed, request)
         return NOT_DONE_YET
 
     def _identified(self, viewer: IViewer, request: Request, doc: DocumentPath) -> bytes | int:
@@ -137,25 +143,27 @@ class DocumentResource(Resource):
             return b""
         if selector is not None and not doc.isHTML:
             raise NOT_HTML
-        readMethod = b"GET" if method == b"HEAD" else method
-        self._authorize(viewer, readMethod, doc, selector)
+        if selector is None and not self.options.files:
+            raise NOT_FOUND.because("this host serves selector ranges only")
         if method in (b"GET", b"HEAD"):
+            self._authorize(viewer, b"GET", doc, selector)
             return self._read(request, doc, selector, viewer)
         body = self._body(request) if method in (b"PUT", b"POST") else b""
         ifMatch = _header(request, b"if-match")
+        check = self._writeCheck(viewer, method, doc, selector)
         if selector is None:
             if method == b"PUT":
-                d = self.store.putDocument(doc, body, ifMatch)
+                d = self.store.putDocument(doc, body, ifMatch, check)
             else:
-                d = self.store.deleteDocument(doc, ifMatch)
+                d = self.store.deleteDocument(doc, ifMatch, check)
         elif method == b"PUT":
-            d = self.store.replace(doc, selector, body, ifMatch)
+            d = self.store.replace(doc, selector, body, ifMatch, check)
         elif method == b"POST":
-            d = self.store.append(doc, selector, body, ifMatch)
+            d = self.store.append(doc, selector, body, ifMatch, check)
         else:
-            d = self.store.remove(doc, selector, ifMatch)
-        d.addCallbacks(lambda result: self._written(request, doc, selector, result),
-                       lambda failure: self._failed(request, failure))
+            d = self.store.remove(doc, selector, ifMatch, check)
+        d.addCallback(self._written, request, selector)
+        d.addErrback(self._failed, request)
         return NOT_DONE_YET
 
     # Access
@@ -171,16 +179,27 @@ class DocumentResource(Resource):
     def _authorize(
         self, viewer: IViewer | None, method: bytes, doc: DocumentPath, selector: Selector | None
     ) -> None:
+        """Refuse a read (or an upgrade) that C{viewer} may not make; selector reads
+        are judged on the elements they would return."""
         if self.guard is None or viewer is None:
             return
-        tree = None
-        if selector is not None:
-            try:
-                tree = self.store.tree(doc)
-            except Problem:
-                tree = None
+        tree = self.store.treeOrNone(doc) if selector is not None else None
         self.guard.authorize(viewer, method.decode("ascii"), doc.url,
                              selector.css if selector else None, tree)
+
+    def _writeCheck(self, viewer: IViewer | None, method: bytes, doc: DocumentPath,
+                    selector: Selector | None) -> Check | None:
+        """The authorization of a write, run by the store in the write's turn on the
+        tree it will change (so whole-document writes honour selector rules too)."""
+        guard = self.guard
+        if guard is None or viewer is None:
+            return None
+        name, css = method.decode("ascii"), selector.css if selector else None
+
+        def check(tree: etree._ElementTree | None) -> None:
+            guard.authorize(viewer, name, doc.url, css, tree)
+
+        return check
 
     def _upgrade(self, request: Request, doc: DocumentPath, viewer: IViewer | None) -> int:
         assert self.websocket is not None
@@ -192,10 +211,12 @@ class DocumentResource(Resource):
 
     def _selector(self, request: Request) -> Selector | None:
         value = _header(request, b"range")
-        if value is None or not self.options.selectors:
+        if value is None or not value.strip().lower().startswith("selector"):
             return None
-        if not value.strip().lower().startswith("selector"):
-            return None
+        if not self.options.selectors:
+            if request.method in (b"GET", b"HEAD"):
+                return None
+            raise SELECTORS_DISABLED
         return selectors.fromRangeHeader(value)
 
     def _read(self, request: Request, doc: DocumentPath, selector: Selector | None,
@@ -223,7 +244,7 @@ class DocumentResource(Resource):
         """The document as C{viewer} may see it, when rules hide parts of it."""
         if viewer is None or not doc.isHTML:
             return None
-        redacted = viewer.redactDocument(doc.url, self.store.tree(doc))
+        redacted = viewer.redactDocument(doc.url, self.store.tree(doc)) if viewer.hidesParts else None
         if redacted is not None:
             request.setHeader(b"etag", b'W/"redacted"')
             request.setHeader(b"cache-control", b"private, no-cache")
@@ -249,28 +270,26 @@ class DocumentResource(Resource):
         content.seek(0)
         return content.read()
 
-    def _written(
-        self, request: Request, doc: DocumentPath, selector: Selector | None, result: WriteResult
-    ) -> None:
+    def _written(self, result: WriteResult, request: Request, selector: Selector | None) -> None:
         if request._disconnected:
             return
         request.setHeader(SEQUENCE_HEADER, str(result.change.sequence).encode())
-        info = self.store.info(doc)
-        if info is not None:
-            request.setHeader(b"etag", info.etag.encode())
+        if result.etag is not None:
+            request.setHeader(b"etag", result.etag.encode())
         if selector is not None and result.change.method != "DELETE":
-            request.write(self._selected(request, selector, result.content))
+            request.write(self._selected(request, selector, result.change.content))
         else:
             request.setResponseCode(http.CREATED if result.created else http.NO_CONTENT)
         request.finish()
 
-    def _failed(self, request: Request, failure: Failure) -> None:
+    def _failed(self, failure: Failure, request: Request) -> None:
         if failure.check(Problem):
             problem = failure.value
         else:
-            self.log.failure("write failed", failure)
-            problem = Problem(500, "internal", "internal server error")
-        if request._disconnected:
+            self.log.failure("{method} {uri} failed", failure, method=request.method,
+                             uri=request.uri)
+            problem = INTERNAL
+        if request._disconnected or request.finished:
             return
         request.write(renderProblem(request, problem))
         request.finish()

@@ -244,12 +244,8 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     def _checkRead(self, url: str, selector: Selector | None) -> None:
         if self.viewer is None:
             return
-        tree = None
-        if selector is not None:
-            try:
-                tree = self.factory.store.tree(self.factory.store.locate(url))
-            except Problem:
-                tree = None
+        store = self.factory.store
+        tree = store.treeOrNone(store.locate(url)) if selector is not None else None
         if not self.viewer.mayRead(url, selector.css if selector else None, tree):
             raise CommandError("forbidden", f"not allowed to read {url}")
 

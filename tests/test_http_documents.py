@@ -808,3 +808,40 @@ def test_sequence_is_per_document(server: Server, docs: Docs) -> None:
     assert int(r.headers["X-Rustybeam-Sequence"]) == o + 1
     assert int(server.request("GET", docs.url("dir/index.html")).headers[
         "X-Rustybeam-Sequence"]) == o + 1
+
+
+# Bodies and files the HTML tree cannot hold as they are
+
+
+def test_body_that_the_parser_would_move_elsewhere_is_400(server: Server, docs: Docs) -> None:
+    with unchangedOnDisk(docs):
+        r = server.select("POST", docs.url("doc.html"), "p.note", '<p id="inner">nested</p>')
+        assertProblem(r, 400)
+        assert "would move" in r.text
+        r = server.select("PUT", docs.url("doc.html"), "#r1", "<div>not a row</div>")
+        assertProblem(r, 400)
+
+
+def test_body_with_characters_html_cannot_hold_is_400(server: Server, docs: Docs) -> None:
+    with unchangedOnDisk(docs):
+        assertProblem(server.select("PUT", docs.url("doc.html"), "#content", "<div id=content>a\x01b</div>"), 400)
+        assertProblem(server.request("PUT", docs.url("doc.html"), "<p>a\x02b</p>"), 400)
+
+
+def test_file_with_control_characters_is_still_served_and_repairable(server: Server, docs: Docs) -> None:
+    url = docs.write("broken.html", "<html><body><p id=x>a\x01b</p></body></html>")
+    r = server.select("GET", url, "#x")
+    assert (r.status, r.text) == (206, '<p id="x">a\ufffdb</p>')
+    assert server.request("PUT", url, "<p id=x>fixed</p>").status == 204
+    assert server.select("GET", url, "#x").text == '<p id="x">fixed</p>'
+
+
+def test_put_on_body_replaces_the_body(server: Server, docs: Docs) -> None:
+    r = server.select("PUT", docs.url("doc.html"), "body", "<body><p id=only>only</p></body>")
+    assert r.status == 206
+    assert server.select("GET", docs.url("doc.html"), "body").text == '<body><p id="only">only</p></body>'
+
+
+def test_write_response_etag_is_that_of_the_write(server: Server, docs: Docs) -> None:
+    r = server.select("PUT", docs.url("doc.html"), "#content", "<div id=content>e</div>")
+    assert r.headers["ETag"] == server.request("HEAD", docs.url("doc.html")).headers["ETag"]

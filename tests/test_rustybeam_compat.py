@@ -348,3 +348,45 @@ def test_access_log_records_upgrades_with_101_and_the_user(live: Server) -> None
     assert any(" johndoe " in line and '"GET /doc.html HTTP/1.1" 101' in line for line in lines), lines
     assert not any(line.startswith("forged") for line in lines)
     assert all(line.startswith("127.0.0.1 ") for line in lines)
+
+
+def test_host_without_file_handler_refuses_whole_file_requests(tmp_path: Path) -> None:
+    config = (FIXTURES / "config" / "websocket-config.html").read_text()
+    row = config.index("<tr>\n                <td>Plugin</td>\n                <td itemprop=\"plugin\" itemscope itemtype=\"https://rustybeam.net/schema/Plugin\">\n                    <span itemprop=\"library\">file://./plugins/librusty_beam_file_handler.so")
+    end = config.index("</tr>", row) + len("</tr>")
+    (tmp_path / "config.html").write_text(config[:row] + config[end:])
+    shutil.copytree(DOCUMENTS, tmp_path / "tests/plugins/hosts/websocket")
+    server = start(tmp_path, tmp_path / "config.html")
+    try:
+        assert server.select("GET", "/doc.html", "#content", headers=LOCAL).status == 206
+        for method in ("GET", "PUT", "DELETE"):
+            assert server.request(method, "/doc.html", "<p>x</p>" if method == "PUT" else None,
+                                  headers=LOCAL).status == 404
+        assert (tmp_path / "tests/plugins/hosts/websocket/doc.html").read_text().count("Original") == 1
+    finally:
+        server.stop()
+
+
+def test_host_without_selector_handler_refuses_selector_writes(tmp_path: Path) -> None:
+    config = (FIXTURES / "config" / "websocket-config.html").read_text()
+    config = config.replace("librusty_beam_selector_handler.so", "librusty_beam_websocket.so")
+    (tmp_path / "config.html").write_text(config)
+    shutil.copytree(DOCUMENTS, tmp_path / "tests/plugins/hosts/websocket")
+    server = start(tmp_path, tmp_path / "config.html")
+    try:
+        r = server.select("PUT", "/doc.html", "#content", "<div id=content>x</div>", LOCAL)
+        assert r.status == 416
+        assert server.select("GET", "/doc.html", "#content", headers=LOCAL).status == 200
+    finally:
+        server.stop()
+
+
+def test_whole_document_writes_honour_selector_rules(live: Server) -> None:
+    john = {**LOCAL, **basic("johndoe", "doe123")}
+    assert live.select("PUT", "/people.html", "#p-john", '<li data-owner="johndoe" id="p-john">new</li>',
+                       john).status == 206
+    assert live.select("PUT", "/people.html", "#p-test", "<li id=p-test>mine now</li>", john).status == 403
+    assert live.request("PUT", "/people.html", "<ul></ul>", headers=john).status == 403
+    assert live.request("DELETE", "/people.html", headers=john).status == 403
+    assert "Test's notes" in live.request("GET", "/people.html", headers={
+        **LOCAL, **basic("admin", "admin123")}).text
