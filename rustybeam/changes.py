@@ -10,7 +10,7 @@ touches what it watches, before or after.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
 from lxml import etree
 
@@ -37,14 +37,12 @@ class Change:
     """New elements of C{after} (the root for whole-document writes)."""
     containers: tuple[etree._Element, ...] = field(default=())
     """Elements of C{after} that received new nodes (POST targets, parents of PUT)."""
+    size: int = 0
+    """Bytes of the document as this change stored it (what keeping it costs)."""
 
     @property
     def wholeDocument(self) -> bool:
         return self.selector == ""
-
-
-class ChangeListener(Protocol):
-    def __call__(self, change: Change) -> None: ...
 
 
 ChangeSink = Callable[[Change], None]

@@ -486,6 +486,7 @@ class _Plan:
             removed=self.removed,
             inserted=self.inserted,
             containers=self.containers,
+            size=len(self.data) if self.data is not None else 0,
         )
 
 

@@ -33,6 +33,10 @@ class NotifierOptions:
     """Changes kept per document for clients that resume with C{since}."""
     historyDocuments: int = 1024
     """Documents whose history is kept (least recently changed are dropped first)."""
+    historyBytes: int = 32 * 1024 * 1024
+    """Bytes of stored documents that the history of all documents may hold on to
+    (each change keeps its version of the document alive); past it the oldest
+    changes of the least recently changed documents are dropped first."""
 
 
 class IWatcher(Protocol):
@@ -100,6 +104,7 @@ class DocumentChangeNotifier(Service):
         self._topics: dict[str, dict[Selector | None, set[IWatcher]]] = {}
         self._watching: dict[IWatcher, set[tuple[str, Selector | None]]] = {}
         self._history: OrderedDict[str, deque[Change]] = OrderedDict()
+        self._historyBytes = 0
         self.delivered = 0
 
     # Subscriptions
@@ -185,14 +190,36 @@ class DocumentChangeNotifier(Service):
             return None
         return [c for c in history if c.sequence > since]
 
+    def replay(self, watcher: IWatcher, url: str, selector: Selector | None, since: int,
+               current: int) -> bool:
+        """
+        Deliver to C{watcher} the changes of C{url} after C{since} that a subscription
+        to C{selector} would have received; C{False} (and nothing delivered) when the
+        history no longer reaches back that far.
+        """
+        missed = self.missed(url, since, current)
+        if missed is None:
+            return False
+        for change in missed:
+            if selector is WHOLE_DOCUMENT or touches(selector, change):
+                watcher.deliver(Delivery(change))
+        return True
+
     def _remember(self, change: Change) -> None:
         history = self._history.get(change.url)
         if history is None:
-            history = self._history[change.url] = deque(maxlen=self.options.historySize)
+            history = self._history[change.url] = deque()
         self._history.move_to_end(change.url)
         history.append(change)
-        while len(self._history) > self.options.historyDocuments:
-            self._history.popitem(last=False)
+        self._historyBytes += change.size
+        if len(history) > self.options.historySize:
+            self._historyBytes -= history.popleft().size
+        while self._history and (len(self._history) > self.options.historyDocuments
+                                 or self._historyBytes > self.options.historyBytes):
+            oldestUrl, oldest = next(iter(self._history.items()))
+            self._historyBytes -= oldest.popleft().size
+            if not oldest:
+                del self._history[oldestUrl]
 
     # Lifecycle
 

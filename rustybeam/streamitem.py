@@ -43,7 +43,10 @@ def compress(payload: bytes) -> bytes:
 def decompress(payload: bytes, limit: int) -> bytes:
     """Inverse of L{compress}, refusing output larger than C{limit} bytes."""
     d = zlib.decompressobj()
-    out = d.decompress(payload, limit + 1)
+    try:
+        out = d.decompress(payload, limit + 1)
+    except zlib.error as e:
+        raise ValueError(f"invalid zlib data: {e}") from None
     if len(out) > limit or d.unconsumed_tail:
         raise ValueError("decompressed message exceeds the size limit")
     if not d.eof:

@@ -63,6 +63,8 @@ class Options(usage.Options):
         ["max-body", None, _http.maxBodyBytes, "Largest PUT/POST body in bytes (413 over it).", _count],
         ["cache-size", None, _store.cacheSize, "Parsed documents kept in memory.", _count],
         ["history", None, _notifier.historySize, "StreamItems kept per document for resume.", _optional],
+        ["history-bytes", None, _notifier.historyBytes,
+         "Bytes of document versions the resume history may keep, all documents together.", _optional],
         ["max-connections", None, _ws.maxConnections, "Open WebSockets in total (503 over it).", _count],
         ["max-connections-per-address", None, _ws.maxConnectionsPerAddress,
          "Open WebSockets per client address (503 over it).", _count],
@@ -97,6 +99,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self.serverConfig: ServerConfig | None = None
+        if self["autobahn-testee"] and self["config"] is not None:
+            raise usage.UsageError("--autobahn-testee serves --root only, not a --config")
         if self["config"] is not None:
             try:
                 self.serverConfig = loadConfig(self["config"])
@@ -143,7 +147,7 @@ class Options(usage.Options):
             store=StoreOptions(cacheSize=self["cache-size"], fsync=not self["no-fsync"]),
             http=HTTPOptions(maxBodyBytes=self["max-body"]),
             websocket=websocket,
-            notifier=NotifierOptions(historySize=self["history"]),
+            notifier=NotifierOptions(historySize=self["history"], historyBytes=self["history-bytes"]),
             enableWebSocket=not self["no-websocket"],
         )
 

@@ -32,12 +32,15 @@ from rustybeam import selectors, streamitem
 from rustybeam.documents import DocumentStore
 from rustybeam.errors import ORIGIN_REFUSED, TOO_MANY_CONNECTIONS, UPGRADE_REQUIRED, Problem
 from rustybeam.interfaces import IViewer
-from rustybeam.notifier import Delivery, DocumentChangeNotifier, touches
+from rustybeam.changes import Change
+from rustybeam.notifier import Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+SENT_MEMORY = 1024
+"""Sequence numbers per document a resuming connection remembers having received."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,12 @@ class _Bucket:
     strikes: int = 0
 
     def take(self, now: float, rate: float, burst: int) -> bool:
+        """Take a token; count a strike when there is none. A client that lets the
+        bucket fill up again is forgiven its strikes: only sustained abuse adds up."""
         self.tokens = min(float(burst), self.tokens + (now - self.stamp) * rate)
         self.stamp = now
+        if self.tokens >= burst:
+            self.strikes = 0
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
@@ -127,7 +134,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     implicit = True
 
     def onConnect(self, request: Any) -> None:
-        self.peerAddress = getattr(self.transport.getPeer(), "host", "?")
+        self._sent: dict[str, set[int]] = {}
 
     def onOpen(self) -> None:
         self._logUpgrade(101)
@@ -182,11 +189,11 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             self.compact = True
             try:
                 payload = streamitem.decompress(payload, self.factory.options.maxMessageSize)
-            except (ValueError, Exception) as e:
+            except ValueError as e:
                 raise CommandError("bad-binary", f"binary frames must be zlib JSON: {e}") from None
         try:
             command = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise CommandError("bad-json", "messages must be JSON objects") from None
         if not isinstance(command, dict):
             raise CommandError("bad-json", "messages must be JSON objects")
@@ -233,13 +240,8 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         if since is None:
             return
         self.sequenced = True
-        missed = notifier.missed(url, since, current)
-        if missed is None:
+        if not notifier.replay(self, url, selector, since, current):
             self._reply({"type": "reset", "url": url, "sequence": current}, isBinary)
-            return
-        for change in missed:
-            if selector is None or touches(selector, change):
-                self.deliver(Delivery(change))
 
     def _checkRead(self, url: str, selector: Selector | None) -> None:
         if self.viewer is None:
@@ -274,6 +276,8 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         """Send one StreamItem, unless this client has fallen too far behind."""
         if self.state != WebSocketServerProtocol.STATE_OPEN:
             return
+        if self.sequenced and self._alreadySent(delivery.change):
+            return
         frame = delivery.message(self.viewer, self.sequenced, self.compact)
         if frame is None:
             return
@@ -290,6 +294,17 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         client does not answer within the close handshake timeout."""
         if self.state == WebSocketServerProtocol.STATE_OPEN:
             self.sendCloseFrame(code, reason.encode("utf-8"), isReply=False)
+
+    def _alreadySent(self, change: Change) -> bool:
+        """Whether this connection has had C{change} (a replay for one subscription
+        can repeat what another's replay or a live delivery already sent)."""
+        sent = self._sent.setdefault(change.url, set())
+        if change.sequence in sent:
+            return True
+        sent.add(change.sequence)
+        if len(sent) > 2 * SENT_MEMORY:
+            self._sent[change.url] = set(sorted(sent)[-SENT_MEMORY:])
+        return False
 
     def goAway(self) -> None:
         if self.state == WebSocketServerProtocol.STATE_OPEN:

@@ -28,6 +28,7 @@ def refusal(*args: str) -> str:
     (["--root", "/no/such/dir"], ["--root", "not a directory"]),
     (["--access-log-format", "xml"], ["--access-log-format"]),
     (["--config", "/no/such/config.html"], ["--config", "config.html"]),
+    (["--autobahn-testee", "--config", "x.html"], ["--autobahn-testee"]),
 ])
 def test_bad_options_are_refused_with_a_message(args: list[str], words: list[str]) -> None:
     message = refusal(*args)

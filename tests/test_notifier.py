@@ -5,7 +5,7 @@ change, one frame shared by every recipient, history for resume, shutdown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -125,6 +125,29 @@ def test_history_is_bounded_in_documents() -> None:
         notifier.changed(change(url=url))
     assert notifier.missed("/a.html", 0, 1) is None
     assert [c.url for c in notifier.missed("/c.html", 0, 1)] == ["/c.html"]
+
+
+def test_history_is_bounded_in_bytes_dropping_the_least_recently_changed_first() -> None:
+    notifier = DocumentChangeNotifier(NotifierOptions(historyBytes=1000))
+    big = lambda url, n: replace(change(url=url, sequence=n), size=400)  # noqa: E731
+    notifier.changed(big("/a.html", 1))
+    notifier.changed(big("/b.html", 1))
+    notifier.changed(big("/b.html", 2))
+    assert notifier.missed("/a.html", 0, 1) is None
+    assert [c.sequence for c in notifier.missed("/b.html", 0, 2)] == [1, 2]
+    notifier.changed(big("/b.html", 3))
+    assert notifier.missed("/b.html", 0, 3) is None
+    assert [c.sequence for c in notifier.missed("/b.html", 1, 3)] == [2, 3]
+
+
+def test_replay_sends_what_a_subscription_missed_or_says_it_cannot() -> None:
+    notifier = DocumentChangeNotifier()
+    for n in range(1, 4):
+        notifier.changed(change("#a" if n != 2 else "#t", sequence=n))
+    w = FakeWatcher()
+    assert notifier.replay(w, "/d.html", selectors.compile("#l"), 0, 3)
+    assert [d.change.sequence for d in w.received] == [1, 3]
+    assert not notifier.replay(w, "/d.html", None, 7, 3)
 
 
 def test_forgotten_watchers_leave_no_index_behind() -> None:

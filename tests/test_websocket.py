@@ -182,6 +182,7 @@ def test_bad_messages_get_errors_and_the_connection_stays_open(docs: Docs, watch
     cases = {
         "not json": "bad-json",
         "[1, 2]": "bad-json",
+        "[" * 60000: "bad-json",
         json.dumps({"action": "dance"}): "unknown-action",
         json.dumps({"action": "subscribe", "selector": ">>>invalid<<<"}): "bad-selector",
         json.dumps({"action": "subscribe", "selector": ""}): "bad-selector",
@@ -218,6 +219,20 @@ def test_resume_replays_exactly_the_missed_items(docs: Docs, watch) -> None:
     assert [i.sequence - origin for i in replayed] == [2, 3, 4, 5, 6]
     assert [i.content for i in replayed] == [f"<li>{i}</li>" for i in range(1, 6)]
     again.nothing()
+
+
+def test_resuming_several_subscriptions_sends_each_change_once(docs: Docs, watch) -> None:
+    url = docs.url("doc.html")
+    origin = sequenceOf(docs.server, url)
+    docs.server.select("POST", url, "#list", "<li>x</li>")
+    docs.server.select("PUT", url, "#title", "<h1 id=title>y</h1>")
+    w = watch(url)
+    w.subscribe(selector="#list", since=origin)
+    first = w.item()
+    w.subscribe(selector="body", since=origin)
+    second = w.item()
+    assert (first.sequence, second.sequence) == (origin + 1, origin + 2)
+    w.nothing()
 
 
 def test_sequence_header_tells_where_to_resume_from(docs: Docs, watch) -> None:

@@ -24,6 +24,14 @@ def test_bucket_never_saves_more_than_a_burst() -> None:
     assert taken == [True, True, True, False, False]
 
 
+def test_bucket_forgives_strikes_once_it_has_filled_up_again() -> None:
+    bucket = _Bucket(tokens=0.0, stamp=0.0)
+    assert not bucket.take(0.0, rate=1.0, burst=2)
+    assert bucket.strikes == 1
+    assert bucket.take(10.0, rate=1.0, burst=2)
+    assert bucket.strikes == 0
+
+
 def test_protocol_timers_fire_exactly_on_time() -> None:
     clock = Clock()
     fired: list[float] = []
