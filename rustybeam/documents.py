@@ -56,6 +56,9 @@ class StoreOptions:
     """How many parsed documents are kept in memory."""
     fsync: bool = True
     """Whether writes are flushed to stable storage before they are acknowledged."""
+    hidden: frozenset[str] = frozenset()
+    """Files under the root that are never served or written (real paths): the
+    server's own users, rules and logs when they live among the documents."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,10 @@ class DocumentStore:
     # Reading
 
     def locate(self, rawPath: bytes | str) -> DocumentPath:
-        return resolve(self.root, rawPath)
+        doc = resolve(self.root, rawPath)
+        if doc.filename in self.options.hidden:
+            raise NOT_FOUND
+        return doc
 
     def info(self, doc: DocumentPath) -> FileInfo | None:
         """Describe C{doc}, or C{None} when it does not exist."""

@@ -15,6 +15,7 @@ Pipeline mapping (by Rusty Beam plugin name):
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from twisted.application.service import MultiService
@@ -23,7 +24,7 @@ from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.auth import Authorizer, loadAuthFile
-from rustybeam.config import ConfigError, HostConfig, ServerConfig
+from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
 from rustybeam.resource import renderProblem
@@ -51,10 +52,21 @@ def guardFor(host: HostConfig) -> AuthGuard | None:
     return AuthGuard(GuardOptions(users, realm, authorizer, authenticateFirst=first))
 
 
+def privateFiles(host: HostConfig) -> frozenset[str]:
+    """The files a host's plugins read or write (users, rules, logs): never documents."""
+    return frozenset(
+        os.path.realpath(value)
+        for plugin in host.plugins
+        for key, value in plugin.properties.items()
+        if key in PATH_PROPERTIES - {"root_dir"} and value
+    )
+
+
 def optionsFor(host: HostConfig, base: DocumentOptions) -> DocumentOptions:
     """C{base} with the handlers that a host's pipeline enables."""
     return replace(
         base,
+        store=replace(base.store, hidden=base.store.hidden | privateFiles(host)),
         http=replace(
             base.http,
             selectors=host.plugin("selector-handler") is not None,

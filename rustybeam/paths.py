@@ -64,7 +64,10 @@ def resolve(root: str, rawPath: bytes | str) -> DocumentPath:
     Map C{rawPath} to a document under C{root}.
 
     A path ending in C{/}, or naming an existing directory, names that directory's
-    C{index.html}; C{/dir}, C{/dir/} and C{/dir/index.html} are one document.
+    C{index.html}; C{/dir}, C{/dir/} and C{/dir/index.html} are one document. A path
+    through a symlink (that stays inside the root) names the file the link points
+    to: one file is one document, with one write lock, one cache entry, one set of
+    watchers and one set of rules, however it is reached.
     """
     segments = decodeSegments(rawPath)
     root = os.path.realpath(root)
@@ -80,12 +83,16 @@ def resolve(root: str, rawPath: bytes | str) -> DocumentPath:
     if os.path.isdir(filename):
         segments.append(INDEX)
         filename = os.path.join(filename, INDEX)
-    _ensureInside(root, filename)
+    real = _inside(root, filename)
+    if real != filename:
+        relative = os.path.relpath(real, root).split(os.sep)
+        return DocumentPath("/" + "/".join(relative), real)
     return DocumentPath("/" + "/".join(segments), filename)
 
 
-def _ensureInside(root: str, filename: str) -> None:
-    """Refuse a path whose existing part resolves (through symlinks) outside C{root}."""
+def _inside(root: str, filename: str) -> str:
+    """C{filename} with symlinks resolved; refused if that leaves C{root}."""
     real = os.path.realpath(filename)
-    if real != root and not real.startswith(root + os.sep):
+    if real == root or not real.startswith(root + os.sep):
         raise NOT_FOUND.because("outside the document root")
+    return real

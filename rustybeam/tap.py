@@ -123,6 +123,10 @@ class Options(usage.Options):
         if self["access-log-format"] not in ("common", "combined", "json"):
             raise usage.UsageError("--access-log-format must be common, combined or json")
 
+    def _privateFiles(self) -> frozenset[str]:
+        log = self["access-log"]
+        return frozenset({os.path.realpath(log)}) if log not in (None, "-") else frozenset()
+
     def documentOptions(self) -> DocumentOptions:
         websocket = WebSocketOptions(
             maxConnections=self["max-connections"],
@@ -144,7 +148,8 @@ class Options(usage.Options):
 
             websocket = testeeLimits(websocket)
         return DocumentOptions(
-            store=StoreOptions(cacheSize=self["cache-size"], fsync=not self["no-fsync"]),
+            store=StoreOptions(cacheSize=self["cache-size"], fsync=not self["no-fsync"],
+                               hidden=self._privateFiles()),
             http=HTTPOptions(maxBodyBytes=self["max-body"]),
             websocket=websocket,
             notifier=NotifierOptions(historySize=self["history"], historyBytes=self["history-bytes"]),

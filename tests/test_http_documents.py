@@ -845,3 +845,11 @@ def test_put_on_body_replaces_the_body(server: Server, docs: Docs) -> None:
 def test_write_response_etag_is_that_of_the_write(server: Server, docs: Docs) -> None:
     r = server.select("PUT", docs.url("doc.html"), "#content", "<div id=content>e</div>")
     assert r.headers["ETag"] == server.request("HEAD", docs.url("doc.html")).headers["ETag"]
+
+
+def test_writes_through_a_symlink_change_the_target_and_keep_the_link(server: Server, docs: Docs) -> None:
+    (docs.path / "alias.html").symlink_to(docs.path / "doc.html")
+    r = server.select("PUT", docs.url("alias.html"), "#content", "<div id=content>via alias</div>")
+    assert r.status == 206
+    assert (docs.path / "alias.html").is_symlink()
+    assert server.select("GET", docs.url("doc.html"), "#content").text == '<div id="content">via alias</div>'

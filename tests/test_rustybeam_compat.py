@@ -175,6 +175,13 @@ def test_basic_auth_alone_requires_credentials(basicOnly: Server) -> None:
     assert basicOnly.request("GET", "/doc.html", headers={**LOCAL, **basic("admin", "x")}).status == 401
 
 
+def test_the_users_file_is_never_a_document(basicOnly: Server) -> None:
+    admin = {**LOCAL, **basic("admin", "admin123")}
+    assert basicOnly.request("GET", "/users.html", headers=admin).status == 404
+    assert basicOnly.request("PUT", "/users.html", "<p>pwned</p>", headers=admin).status == 404
+    assert basicOnly.select("GET", "/users.html", "td", headers=admin).status == 404
+
+
 def test_malformed_basic_header_is_refused(basicOnly: Server) -> None:
     r = basicOnly.request("GET", "/doc.html", headers={**LOCAL, "Authorization": "Basic !!!"})
     assert r.status == 401

@@ -201,9 +201,10 @@ def test_dangling_symlink_leaving_the_root_is_refused(root: Path) -> None:
         paths.resolve(str(root), "/dangling.html")
 
 
-def test_symlink_inside_the_root_is_allowed(root: Path) -> None:
+def test_symlink_inside_the_root_names_the_document_it_points_to(root: Path) -> None:
     (root / "alias.html").symlink_to(root / "doc.html")
-    assert paths.resolve(str(root), "/alias.html").url == "/alias.html"
+    resolved = paths.resolve(str(root), "/alias.html")
+    assert (resolved.url, resolved.filename) == ("/doc.html", os.path.realpath(root / "doc.html"))
 
 
 def test_temporary_files_of_atomic_writes_are_not_documents(root: Path) -> None:
