@@ -39,7 +39,6 @@ UNSTORABLE = Problem(400, "unstorable", "the body cannot be stored as HTML")
 RESTRUCTURED = Problem(400, "restructured", "the body would not keep its place: an HTML parser "
                        "reading the stored document would move it (for example a <p> inside a <p>)")
 BAD_PATH = Problem(400, "bad-path", "request path is not allowed")
-BAD_REQUEST = Problem(400, "bad-request", "malformed request")
 UNAUTHORIZED = Problem(401, "unauthorized", "authentication required")
 FORBIDDEN = Problem(403, "forbidden", "not allowed")
 ORIGIN_REFUSED = Problem(403, "origin-refused", "Origin is not allowed")

@@ -11,13 +11,14 @@ each StreamItem the content that its user could not C{GET}.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Hashable, Mapping
 
 import bcrypt
 from lxml import etree
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
@@ -27,9 +28,9 @@ from rustybeam.changes import Change
 from rustybeam.errors import FORBIDDEN, UNAUTHORIZED, Problem
 
 VERIFIED_CACHE_SIZE = 1024
-_NOBODY = Credential("", bcrypt.hashpw(b"-", bcrypt.gensalt(4)).decode(), (), "bcrypt")
-"""Checked in place of an unknown user, so that a wrong name costs as long as a
-wrong password and does not reveal which names exist."""
+BCRYPT_CONCURRENCY = 2
+"""bcrypt checks running at once; the rest wait, so that a flood of guesses leaves
+the worker threads free for durable writes."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class AuthGuard:
         self.options = options
         self._reactor = reactor
         self._verified: OrderedDict[bytes, Credential] = OrderedDict()
+        self._bcrypt = DeferredSemaphore(BCRYPT_CONCURRENCY)
+        self._decoy: Credential | None = None
 
     def viewer(self, authorization: bytes | None) -> Viewer | Deferred[Viewer]:
         """
@@ -132,18 +135,34 @@ class AuthGuard:
         parsed = parseBasicAuthorization(authorization)
         if parsed is None:
             raise self._challenge("malformed Basic credentials")
-        credential = users.get(parsed[0], _NOBODY)
+        credential = users.get(parsed[0])
+        known = credential is not None
+        if credential is None:
+            credential = self._decoyFor(users)
         if credential.encryption != "bcrypt":
-            return self._verifiedAs(digest, credential, verify(credential, parsed[1]))
+            return self._verifiedAs(digest, credential, known and verify(credential, parsed[1]))
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
-        d = deferToThreadPool(reactor, reactor.getThreadPool(),  # type: ignore[union-attr]
-                              verify, credential, parsed[1])
-        return d.addCallback(lambda ok: self._verifiedAs(digest, credential, ok))
+        d = self._bcrypt.run(deferToThreadPool, reactor, reactor.getThreadPool(),  # type: ignore[union-attr]
+                             verify, credential, parsed[1])
+        return d.addCallback(lambda ok: self._verifiedAs(digest, credential, known and ok))
+
+    def _decoyFor(self, users: Mapping[str, Credential]) -> Credential:
+        """A credential checked in place of an unknown user, at the cost of the real
+        ones, so that a wrong name takes as long as a wrong password and does not
+        reveal which names exist."""
+        if self._decoy is None:
+            costs = [_cost(c.password) for c in users.values() if c.encryption == "bcrypt"]
+            if costs:
+                hashed = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(max(costs)))
+                self._decoy = Credential("", hashed.decode(), (), "bcrypt")
+            else:
+                self._decoy = Credential("", os.urandom(16).hex(), (), "plaintext")
+        return self._decoy
 
     def _verifiedAs(self, digest: bytes, credential: Credential, ok: bool) -> Viewer:
-        if not ok or credential is _NOBODY:
+        if not ok:
             raise self._challenge("wrong user name or password")
         self._verified[digest] = credential
         while len(self._verified) > VERIFIED_CACHE_SIZE:
@@ -173,3 +192,9 @@ class AuthGuard:
         return problem.withHeader(
             b"WWW-Authenticate", f'Basic realm="{realm}"'.encode("utf-8")
         )
+
+
+def _cost(hashed: str) -> int:
+    """The work factor of a bcrypt hash (C{$2b$12$...} is 12), 12 if unreadable."""
+    parts = hashed.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 12

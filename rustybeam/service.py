@@ -88,3 +88,4 @@ class DocumentService(Service):
         await self.store.drain()
         if self.notifier.running:
             self.notifier.stopService()
+        await self.factory.whenClosed(self.options.websocket.closeHandshakeTimeout + 1)

@@ -24,6 +24,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.server import NOT_DONE_YET, Request
@@ -141,9 +142,6 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         now = self.factory.clock.seconds()
         self._bucket = _Bucket(float(self.factory.options.messageBurst), now)
         self.factory.notifier.subscribe(self, self.documentUrl, None)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.notifier.forget(self)
 
     def _logUpgrade(self, status: int) -> None:
         """Write the opening handshake to the site's access log, once."""
@@ -339,6 +337,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         self.clock = clock
         self.open: set[DocumentWebSocketProtocol] = set()
         self.perAddress: Counter[str] = Counter()
+        self._emptyWaiters: list[Deferred[None]] = []
         self._batched_timer = ReactorTimer(clock)
         self.setProtocolOptions(
             versions=[13],
@@ -382,6 +381,26 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
             self.perAddress[address] -= 1
             if self.perAddress[address] <= 0:
                 del self.perAddress[address]
+        if not self.open:
+            waiters, self._emptyWaiters = self._emptyWaiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def whenClosed(self, timeout: float) -> Deferred[None]:
+        """Fire when every connection has gone, or after C{timeout} seconds."""
+        d: Deferred[None] = Deferred()
+        if not self.open:
+            d.callback(None)
+            return d
+        self._emptyWaiters.append(d)
+        call = self.clock.callLater(timeout, lambda: d.called or d.callback(None))
+
+        def cancel(result: object) -> object:
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addBoth(cancel)
 
 
 @dataclass(frozen=True)

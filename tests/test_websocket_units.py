@@ -58,3 +58,21 @@ def test_default_limits_are_safe() -> None:
     assert 0 < options.maxConnectionsPerAddress < options.maxConnections
     assert options.autoPingInterval > options.autoPingTimeout > 0
     assert options.allowedOrigins == ("*",)
+
+
+def test_waiting_for_connections_to_close_gives_up_after_the_timeout() -> None:
+    from rustybeam.notifier import DocumentChangeNotifier
+    from rustybeam.websocket import DocumentWebSocketFactory
+
+    clock = Clock()
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(), clock=clock)  # type: ignore[arg-type]
+    assert factory.whenClosed(5).called
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    waiting = factory.whenClosed(5)
+    assert not waiting.called
+    factory.release(protocol)
+    assert waiting.called
+    factory.connect("127.0.0.1", "/d.html", None)
+    stuck = factory.whenClosed(5)
+    clock.advance(5)
+    assert stuck.called
