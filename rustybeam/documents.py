@@ -12,6 +12,7 @@ then installed in the cache and reported, as one L{Change}, to the change sink.
 from __future__ import annotations
 
 import mimetypes
+from functools import partial
 import os
 import tempfile
 import time
@@ -275,36 +276,36 @@ class DocumentStore:
         elements the write will change.
         """
         return self._write(doc, ifMatch, check,
-                           lambda: self._applySelector(doc, "PUT", selector, body))
+                           partial(_applySelector, "PUT", selector, body))
 
     def append(self, doc: DocumentPath, selector: Selector, body: bytes,
                ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Append the body's nodes as last children of every matched element."""
         return self._write(doc, ifMatch, check,
-                           lambda: self._applySelector(doc, "POST", selector, body))
+                           partial(_applySelector, "POST", selector, body))
 
     def remove(self, doc: DocumentPath, selector: Selector,
                ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Remove every element C{selector} matches."""
         return self._write(doc, ifMatch, check,
-                           lambda: self._applySelector(doc, "DELETE", selector, b""))
+                           partial(_applySelector, "DELETE", selector, b""))
 
     def putDocument(self, doc: DocumentPath, body: bytes,
                     ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Create or replace the whole file."""
-        return self._write(doc, ifMatch, check, lambda: self._applyWhole(doc, "PUT", body))
+        return self._write(doc, ifMatch, check, partial(_applyWhole, doc, "PUT", body))
 
     def deleteDocument(self, doc: DocumentPath,
                        ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Remove the whole file."""
-        return self._write(doc, ifMatch, check, lambda: self._applyWhole(doc, "DELETE", None))
+        return self._write(doc, ifMatch, check, partial(_applyWhole, doc, "DELETE", None))
 
     def drain(self) -> Deferred:
         """Fire when every write accepted so far is on disk and reported."""
         return DeferredList(list(self._inflight), consumeErrors=True)
 
     def _write(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
-               plan: Callable[[], _Plan]) -> Deferred[WriteResult]:
+               plan: partial[_Plan]) -> Deferred[WriteResult]:
         d = ensureDeferred(self._serialized(doc, ifMatch, check, plan))
         self._inflight.add(d)
 
@@ -316,15 +317,21 @@ class DocumentStore:
         return d
 
     async def _serialized(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
-                          plan: Callable[[], _Plan]) -> WriteResult:
+                          plan: partial[_Plan]) -> WriteResult:
+        """
+        Apply one write in its turn: check it, compute it from the current tree in a
+        worker thread (C{plan} is L{_applySelector} or L{_applyWhole} with all but
+        that tree bound), persist it, number it and report it.
+        """
         lock = self._locks.setdefault(doc.url, DeferredLock())
         await lock.acquire()
         try:
             self._checkPrecondition(doc, ifMatch)
+            current = self.tree(doc) if plan.func is _applySelector else self.treeOrNone(doc)
             if check is not None:
-                check(self.treeOrNone(doc))
+                check(current)
             try:
-                p = plan()
+                p = await self._inThread(lambda: plan(current))
             except ValueError as e:
                 raise UNSTORABLE.because(_oneLine(e)) from None
             etag = await self._persist(doc, p)
@@ -379,82 +386,6 @@ class DocumentStore:
     def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn)
 
-    def _applySelector(self, doc: DocumentPath, method: str, selector: Selector, body: bytes) -> _Plan:
-        text = decodeBody(body) if method != "DELETE" else ""
-        before = self.tree(doc)
-        targets = selector.select(before.getroot())
-        if not targets:
-            raise NO_MATCH.because(selector.css)
-        after = markup.copyTree(before)
-        copies = selector.select(after.getroot())
-        if method != "POST":
-            keep = _outermost(targets)
-            targets = [t for t, k in zip(targets, keep) if k]
-            copies = [c for c, k in zip(copies, keep) if k]
-        pieces: list[str] = []
-        inserted: list[etree._Element] = []
-        containers: list[etree._Element] = []
-        for target in copies:
-            if method == "DELETE":
-                pieces.append(markup.serialize(target))
-                containers.append(_detach(target))
-                continue
-            if method == "POST":
-                nodes = markup.parseFragment(text, str(target.tag))
-                _insert(target, len(target), target[-1] if len(target) else None, nodes)
-                containers.append(target)
-            elif target.getparent() is None:
-                after = markup.parseDocument(text)
-                nodes = [after.getroot()]
-            else:
-                parent = target.getparent()
-                if parent.getparent() is None and target.tag in ("head", "body"):
-                    nodes = [markup.parseDocument(text).getroot().find(target.tag)]
-                else:
-                    nodes = markup.parseFragment(text, str(parent.tag))
-                _replaceWith(target, nodes)
-                containers.append(parent)
-            pieces.append(markup.serializeAll(nodes))
-            inserted.extend(n for n in nodes if not isinstance(n, str))
-        data = markup.serializeDocument(after)
-        if not markup.sameStructure(after, markup.parseDocument(data)):
-            raise RESTRUCTURED
-        return _Plan(
-            method=method,
-            selector=selector.css,
-            content="\n".join(pieces),
-            data=data,
-            before=before,
-            after=after,
-            removed=tuple(targets) if method != "POST" else (),
-            inserted=tuple(inserted),
-            containers=tuple(containers),
-        )
-
-    def _applyWhole(self, doc: DocumentPath, method: str, body: bytes | None) -> _Plan:
-        info = self.info(doc)
-        before = self.treeOrNone(doc) if info is not None else None
-        if method == "DELETE":
-            if info is None:
-                raise NOT_FOUND
-            return _Plan(method, "", "", None, before, None,
-                         removed=(before.getroot(),) if before is not None else ())
-        assert body is not None
-        if not os.path.isdir(os.path.dirname(doc.filename)):
-            raise NOT_FOUND.because("the parent directory does not exist")
-        after = None
-        content = ""
-        if doc.isHTML:
-            text = decodeBody(body)
-            after = markup.parseDocument(text)
-            content = text
-        return _Plan(
-            method, "", content, body, before, after,
-            removed=(before.getroot(),) if before is not None else (),
-            inserted=(after.getroot(),) if after is not None else (),
-            created=info is None,
-        )
-
     def treeOrNone(self, doc: DocumentPath) -> etree._ElementTree | None:
         """The parsed document, or C{None} when it is missing or not HTML."""
         if not doc.isHTML:
@@ -463,6 +394,87 @@ class DocumentStore:
             return self.tree(doc)
         except (Problem, ValueError):
             return None
+
+
+def _applySelector(method: str, selector: Selector, body: bytes,
+                   before: etree._ElementTree | None) -> _Plan:
+    """A selector write computed on a copy of C{before}; it runs in a worker thread
+    and touches nothing but its arguments."""
+    assert before is not None
+    text = decodeBody(body) if method != "DELETE" else ""
+    targets = selector.select(before.getroot())
+    if not targets:
+        raise NO_MATCH.because(selector.css)
+    after = markup.copyTree(before)
+    copies = selector.select(after.getroot())
+    if method != "POST":
+        keep = _outermost(targets)
+        targets = [t for t, k in zip(targets, keep) if k]
+        copies = [c for c, k in zip(copies, keep) if k]
+    pieces: list[str] = []
+    inserted: list[etree._Element] = []
+    containers: list[etree._Element] = []
+    for target in copies:
+        if method == "DELETE":
+            pieces.append(markup.serialize(target))
+            containers.append(_detach(target))
+            continue
+        if method == "POST":
+            nodes = markup.parseFragment(text, str(target.tag))
+            _insert(target, len(target), target[-1] if len(target) else None, nodes)
+            containers.append(target)
+        elif target.getparent() is None:
+            after = markup.parseDocument(text)
+            nodes = [after.getroot()]
+        else:
+            parent = target.getparent()
+            if parent.getparent() is None and target.tag in ("head", "body"):
+                nodes = [markup.parseDocument(text).getroot().find(target.tag)]
+            else:
+                nodes = markup.parseFragment(text, str(parent.tag))
+            _replaceWith(target, nodes)
+            containers.append(parent)
+        pieces.append(markup.serializeAll(nodes))
+        inserted.extend(n for n in nodes if not isinstance(n, str))
+    data = markup.serializeDocument(after)
+    if not markup.sameStructure(after, markup.parseDocument(data)):
+        raise RESTRUCTURED
+    return _Plan(
+        method=method,
+        selector=selector.css,
+        content="\n".join(pieces),
+        data=data,
+        before=before,
+        after=after,
+        removed=tuple(targets) if method != "POST" else (),
+        inserted=tuple(inserted),
+        containers=tuple(containers),
+    )
+
+def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
+                before: etree._ElementTree | None) -> _Plan:
+    """A whole-document write; runs in a worker thread like L{_applySelector}."""
+    exists = os.path.isfile(doc.filename)
+    if method == "DELETE":
+        if not exists:
+            raise NOT_FOUND
+        return _Plan(method, "", "", None, before, None,
+                     removed=(before.getroot(),) if before is not None else ())
+    assert body is not None
+    if not os.path.isdir(os.path.dirname(doc.filename)):
+        raise NOT_FOUND.because("the parent directory does not exist")
+    after = None
+    content = ""
+    if doc.isHTML:
+        text = decodeBody(body)
+        after = markup.parseDocument(text)
+        content = text
+    return _Plan(
+        method, "", content, body, before, after,
+        removed=(before.getroot(),) if before is not None else (),
+        inserted=(after.getroot(),) if after is not None else (),
+        created=not exists,
+    )
 
 
 @dataclass(frozen=True)
