@@ -134,6 +134,9 @@ class DocumentChangeNotifier(Service):
     def subscriptions(self, watcher: IWatcher) -> set[tuple[str, Selector | None]]:
         return set(self._watching.get(watcher, ()))
 
+    def subscriptionCount(self, watcher: IWatcher) -> int:
+        return len(self._watching.get(watcher, ()))
+
     def register(self, watcher: IWatcher) -> None:
         """Know C{watcher} (so that shutdown reaches it) before it subscribes."""
         self._watching.setdefault(watcher, set())
@@ -157,7 +160,7 @@ class DocumentChangeNotifier(Service):
         if not topic:
             return
         delivery = Delivery(change)
-        for watcher in self._recipients(topic, change):
+        for watcher in self._recipients(topic, change, Footprint.of(change)):
             try:
                 watcher.deliver(delivery)
                 self.delivered += 1
@@ -165,11 +168,11 @@ class DocumentChangeNotifier(Service):
                 self.log.failure("delivering {url} failed", url=change.url)
 
     def _recipients(
-        self, topic: dict[Selector | None, set[IWatcher]], change: Change
+        self, topic: dict[Selector | None, set[IWatcher]], change: Change, footprint: Footprint
     ) -> Iterable[IWatcher]:
         seen: set[IWatcher] = set()
         for selector, watchers in list(topic.items()):
-            if selector is not WHOLE_DOCUMENT and not touches(selector, change):
+            if selector is not WHOLE_DOCUMENT and not touches(selector, change, footprint):
                 continue
             for watcher in list(watchers):
                 if watcher not in seen:
@@ -230,39 +233,56 @@ class DocumentChangeNotifier(Service):
             watcher.goAway()
 
 
-def touches(selector: Selector, change: Change) -> bool:
+def touches(selector: Selector, change: Change, footprint: Footprint | None = None) -> bool:
     """
     Whether C{change} concerns a subscription to C{selector}: an element it matches,
     before or after the change, is a changed element, contains one, or lies in one.
     """
-    if change.before is not None and change.removed:
-        if _intersects(selector.select(change.before.getroot()), change.removed, ()):
-            return True
-    if change.after is not None and (change.inserted or change.containers):
-        if _intersects(selector.select(change.after.getroot()), change.inserted, change.containers):
-            return True
-    return False
+    footprint = footprint or Footprint.of(change)
+    if change.before is not None and footprint.before.reaches(selector, change.before):
+        return True
+    return change.after is not None and footprint.after.reaches(selector, change.after)
 
 
-def _intersects(
-    matches: list[etree._Element],
-    changed: tuple[etree._Element, ...],
-    containers: tuple[etree._Element, ...],
-) -> bool:
-    if not matches:
-        return False
-    changedSet = set(changed)
-    enclosing: set[etree._Element] = set()
-    for node in (*changed, *containers):
-        while node is not None and node not in enclosing:
-            enclosing.add(node)
-            node = node.getparent()
-    for match in matches:
-        if match in enclosing:
-            return True
-        ancestor = match.getparent()
-        while ancestor is not None:
-            if ancestor in changedSet:
+@dataclass(frozen=True)
+class _Side:
+    """Where a change happened in one version of the document."""
+
+    changed: frozenset[etree._Element]
+    enclosing: frozenset[etree._Element]
+    """The changed elements, the elements that received new nodes, and their ancestors."""
+
+    @classmethod
+    def of(cls, changed: tuple[etree._Element, ...], containers: tuple[etree._Element, ...]) -> _Side:
+        enclosing: set[etree._Element] = set()
+        for node in (*changed, *containers):
+            while node is not None and node not in enclosing:
+                enclosing.add(node)
+                node = node.getparent()
+        return cls(frozenset(changed), frozenset(enclosing))
+
+    def reaches(self, selector: Selector, tree: etree._ElementTree) -> bool:
+        if not self.enclosing:
+            return False
+        for match in selector.select(tree.getroot()):
+            if match in self.enclosing:
                 return True
-            ancestor = ancestor.getparent()
-    return False
+            ancestor = match.getparent()
+            while ancestor is not None:
+                if ancestor in self.changed:
+                    return True
+                ancestor = ancestor.getparent()
+        return False
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Where a change happened, before and after; computed once per change and shared
+    by every selector evaluated against it."""
+
+    before: _Side
+    after: _Side
+
+    @classmethod
+    def of(cls, change: Change) -> Footprint:
+        return cls(_Side.of(change.removed, ()), _Side.of(change.inserted, change.containers))

@@ -227,7 +227,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         if self.implicit:
             notifier.unsubscribe(self, self.documentUrl, None)
             self.implicit = False
-        if len(notifier.subscriptions(self)) >= self.factory.options.maxSubscriptions:
+        if notifier.subscriptionCount(self) >= self.factory.options.maxSubscriptions:
             raise CommandError("too-many-subscriptions",
                                f"at most {self.factory.options.maxSubscriptions} subscriptions")
         notifier.subscribe(self, url, selector)

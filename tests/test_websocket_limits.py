@@ -212,3 +212,15 @@ def test_shutdown_waits_for_pending_writes(tmp_path_factory) -> None:
             t.join()
         stored = (server.root / "d.html").read_text()
         assert stored.count("<li>") >= results.count(206)
+
+
+def test_subscriptions_over_the_limit_are_refused(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--max-subscriptions", "2"):
+        w = Watcher(server, "/d.html")
+        assert w.subscribe(selector="#content")["type"] == "subscribed"
+        assert w.subscribe(selector="#l")["type"] == "subscribed"
+        refused = w.subscribe(selector="body")
+        assert (refused["type"], refused["error"]) == ("error", "too-many-subscriptions")
+        w.send({"action": "unsubscribe", "selector": "#l"})
+        assert w.json()["type"] == "unsubscribed"
+        assert w.subscribe(selector="body")["type"] == "subscribed"
