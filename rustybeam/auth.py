@@ -23,7 +23,7 @@ from typing import Iterable, Literal, Mapping, Sequence, Union
 import bcrypt
 from lxml import etree
 
-from rustybeam import microdata, selectors
+from rustybeam import markup, microdata, selectors
 from rustybeam.config import ConfigError
 from rustybeam.errors import Problem
 from rustybeam.microdata import Item
@@ -455,7 +455,7 @@ class ElementAccess:
         paths = [_childPath(element, h) for h in hidden]
         copy = _copyWithoutTail(element)
         for path in sorted(paths, reverse=True):
-            _removeKeepingTail(_follow(copy, path))
+            markup.detach(_follow(copy, path))
         return copy
 
     def _decide(self, element: etree._Element) -> tuple[_Key, bool]:
@@ -582,15 +582,3 @@ def _copyWithoutTail(element: etree._Element) -> etree._Element:
     copy = deepcopy(element)
     copy.tail = None
     return copy
-
-
-def _removeKeepingTail(element: etree._Element) -> None:
-    parent = element.getparent()
-    tail = element.tail
-    previous = element.getprevious()
-    if tail:
-        if previous is not None:
-            previous.tail = (previous.tail or "") + tail
-        else:
-            parent.text = (parent.text or "") + tail
-    parent.remove(element)

@@ -417,11 +417,11 @@ def _applySelector(method: str, selector: Selector, body: bytes,
     for target in copies:
         if method == "DELETE":
             pieces.append(markup.serialize(target))
-            containers.append(_detach(target))
+            containers.append(markup.detach(target))
             continue
         if method == "POST":
             nodes = markup.parseFragment(text, str(target.tag))
-            _insert(target, len(target), target[-1] if len(target) else None, nodes)
+            markup.insertNodes(target, len(target), target[-1] if len(target) else None, nodes)
             containers.append(target)
         elif target.getparent() is None:
             after = markup.parseDocument(text)
@@ -432,7 +432,7 @@ def _applySelector(method: str, selector: Selector, body: bytes,
                 nodes = [markup.parseDocument(text).getroot().find(target.tag)]
             else:
                 nodes = markup.parseFragment(text, str(parent.tag))
-            _replaceWith(target, nodes)
+            markup.replaceWith(target, nodes)
             containers.append(parent)
         pieces.append(markup.serializeAll(nodes))
         inserted.extend(n for n in nodes if not isinstance(n, str))
@@ -518,54 +518,6 @@ def _outermost(elements: list[etree._Element]) -> list[bool]:
             ancestor = ancestor.getparent()
         keep.append(ancestor is None)
     return keep
-
-
-def _appendText(parent: etree._Element, previous: etree._Element | None, text: str | None) -> None:
-    if not text:
-        return
-    if previous is None:
-        parent.text = (parent.text or "") + text
-    else:
-        previous.tail = (previous.tail or "") + text
-
-
-def _insert(
-    parent: etree._Element, index: int, previous: etree._Element | None, nodes: list[markup.Node]
-) -> etree._Element | None:
-    """Insert C{nodes} at C{index} of C{parent}, after C{previous}; return the last element."""
-    for node in nodes:
-        if isinstance(node, str):
-            _appendText(parent, previous, node)
-        else:
-            parent.insert(index, node)
-            index += 1
-            previous = node
-    return previous
-
-
-def _replaceWith(target: etree._Element, nodes: list[markup.Node]) -> None:
-    parent = target.getparent()
-    tail = target.tail
-    previous = target.getprevious()
-    index = parent.index(target)
-    parent.remove(target)
-    last = _insert(parent, index, previous, nodes)
-    _appendText(parent, last, tail)
-
-
-def _detach(target: etree._Element) -> etree._Element:
-    """Remove C{target}, keeping its tail text in place; return its former parent."""
-    parent = target.getparent()
-    if parent is None:
-        for child in list(target):
-            target.remove(child)
-        target.text = None
-        return target
-    tail = target.tail
-    previous = target.getprevious()
-    parent.remove(target)
-    _appendText(parent, previous, tail)
-    return parent
 
 
 def _oneLine(error: BaseException) -> str:

@@ -1,5 +1,5 @@
 """
-HTML parsing and serialization with html5lib and lxml.
+HTML parsing, serialization and tree editing with html5lib and lxml.
 
 Documents are parsed as a browser would (html5lib into an lxml tree). Body fragments
 are parsed in the context of the element they will live under, so that C{<li>},
@@ -120,3 +120,55 @@ def copyTree(tree: etree._ElementTree) -> etree._ElementTree:
 
 def _escapeText(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Editing trees: text between elements lives in a parent's text or a sibling's tail,
+# so inserting and removing must move it along.
+
+
+def _appendText(parent: etree._Element, previous: etree._Element | None, text: str | None) -> None:
+    if not text:
+        return
+    if previous is None:
+        parent.text = (parent.text or "") + text
+    else:
+        previous.tail = (previous.tail or "") + text
+
+
+def insertNodes(
+    parent: etree._Element, index: int, previous: etree._Element | None, nodes: list[Node]
+) -> etree._Element | None:
+    """Insert C{nodes} at C{index} of C{parent}, after C{previous}; return the last element."""
+    for node in nodes:
+        if isinstance(node, str):
+            _appendText(parent, previous, node)
+        else:
+            parent.insert(index, node)
+            index += 1
+            previous = node
+    return previous
+
+
+def replaceWith(target: etree._Element, nodes: list[Node]) -> None:
+    parent = target.getparent()
+    tail = target.tail
+    previous = target.getprevious()
+    index = parent.index(target)
+    parent.remove(target)
+    last = insertNodes(parent, index, previous, nodes)
+    _appendText(parent, last, tail)
+
+
+def detach(target: etree._Element) -> etree._Element:
+    """Remove C{target}, keeping its tail text in place; return its former parent."""
+    parent = target.getparent()
+    if parent is None:
+        for child in list(target):
+            target.remove(child)
+        target.text = None
+        return target
+    tail = target.tail
+    previous = target.getprevious()
+    parent.remove(target)
+    _appendText(parent, previous, tail)
+    return parent
