@@ -250,6 +250,35 @@ class DocumentStore:
         self._remember(doc.url, _stamp(st), tree)
         return tree
 
+    def isLoaded(self, doc: DocumentPath) -> bool:
+        """Whether L{tree} would answer without parsing: the document is cached and
+        unchanged on disk, or there is nothing to parse (missing, not HTML)."""
+        if not doc.isHTML:
+            return True
+        try:
+            st = os.stat(doc.filename)
+        except OSError:
+            return True
+        cached = self._cache.get(doc.url)
+        return cached is not None and cached.stamp == _stamp(st)
+
+    def load(self, doc: DocumentPath) -> Deferred[None]:
+        """
+        Parse C{doc} into the cache in a worker thread, so that the first read of a
+        large document does not stall every other connection; L{tree} is then
+        immediate. Errors are left for L{tree} to raise.
+        """
+        def parse() -> tuple[tuple[int, int, int], etree._ElementTree]:
+            st = os.stat(doc.filename)
+            with open(doc.filename, "rb") as f:
+                return _stamp(st), markup.parseLeniently(f.read())
+
+        def install(loaded: tuple[tuple[int, int, int], etree._ElementTree]) -> None:
+            self._remember(doc.url, *loaded)
+
+        d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), parse)
+        return d.addCallbacks(install, lambda failure: None)
+
     def select(self, doc: DocumentPath, selector: Selector) -> list[etree._Element]:
         matches = selector.select(self.tree(doc).getroot())
         if not matches:
@@ -327,6 +356,8 @@ class DocumentStore:
         await lock.acquire()
         try:
             self._checkPrecondition(doc, ifMatch)
+            if not self.isLoaded(doc):
+                await self.load(doc)
             current = self.tree(doc) if plan.func is _applySelector else self.treeOrNone(doc)
             if check is not None:
                 check(current)

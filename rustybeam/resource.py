@@ -104,23 +104,35 @@ class DocumentResource(Resource):
         self.options = options
 
     def render(self, request: Request) -> bytes | int:
+        """
+        Serve C{request} at once when nothing it needs is slow; otherwise (a bcrypt
+        check, or a document that must first be parsed to read it) wait for that in a
+        worker thread and answer afterwards.
+        """
         try:
             doc = self.store.locate(relativePath(request))
             viewer = self._viewer(request)
-            if not isinstance(viewer, Deferred):
+            reading = request.method in (b"GET", b"HEAD") and _header(request, b"range")
+            loading = None if self.store.isLoaded(doc) or not reading else self.store.load(doc)
+            if loading is None and not isinstance(viewer, Deferred):
                 return self._route(request, doc, viewer)
         except Problem as problem:
             return renderProblem(request, problem)
         except Exception:
             self.log.failure("{method} {uri} failed", method=request.method, uri=request.uri)
             return renderProblem(request, INTERNAL)
-        viewer.addCallback(self._identified, request, doc)
-        viewer.addCallback(lambda body: self._respond(request, body))
-        viewer.addErrback(self._failed, request)
+        d: Deferred[object] = loading if loading is not None else Deferred()
+        d.addCallback(lambda _: viewer)
+        d.addCallback(self._identified, request, doc)
+        d.addCallback(lambda body: self._respond(request, body))
+        d.addErrback(self._failed, request)
+        if loading is None:
+            d.callback(None)
         return NOT_DONE_YET
 
-    def _identified(self, viewer: IViewer, request: Request, doc: DocumentPath) -> bytes | int:
-        request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
+    def _identified(self, viewer: IViewer | None, request: Request, doc: DocumentPath) -> bytes | int:
+        if viewer is not None:
+            request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
         return self._route(request, doc, viewer)
 
     def _respond(self, request: Request, body: bytes | int) -> None:

@@ -435,3 +435,16 @@ async def test_store_rereads_a_file_changed_on_disk(store: Store) -> None:
     assert store.store.select(store.doc, sel)[0].text == "Changed elsewhere, and longer"
     await store.store.append(store.doc, sel, b"<b>!</b>")
     assert "Changed elsewhere, and longer<b>!</b>" in store.text()
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_loads_a_document_in_a_worker_thread_before_reading_it(store: Store) -> None:
+    s = store.store
+    assert not s.isLoaded(store.doc)
+    await s.load(store.doc)
+    assert s.isLoaded(store.doc)
+    (store.root / "doc.html").write_text("<p id=changed>on disk</p>")
+    os.utime(store.root / "doc.html", ns=(1, 1))
+    assert not s.isLoaded(store.doc)
+    await s.load(s.locate("/missing.html"))
+    assert s.isLoaded(s.locate("/missing.html"))
