@@ -575,6 +575,37 @@ def test_wholeDocumentPage(site: Server, pages: Browsers) -> None:
           timeout=LIVE)
 
 
+GAP_PAGE = """<!DOCTYPE html>
+<html><head><title>Gap</title><link rel="icon" href="data:,"></head><body>
+<ul id="list"><li id="first">first</li></ul>
+<script type="module">
+import { watch } from "/_rustybeam/rustybeam.js";
+window.startWatching = () => {
+  window.live = watch({ selectors: ["#list"] });
+  window.live.addEventListener("open", () => { window.opened = true; });
+};
+</script>
+</body></html>"""
+
+
+def test_change_between_page_load_and_watch_is_not_missed(site: Server, pages: Browsers) -> None:
+    """A change made after the page was served but before its client started is
+    shown: the client fetches what it watches instead of trusting the page."""
+    name = f"/gap-{uuid.uuid4().hex[:8]}.html"
+    (site.root / name.lstrip("/")).write_text(GAP_PAGE)
+    a = pages[0]
+    a.get(f"http://127.0.0.1:{site.port}{name}")
+    until(a, lambda d: d.execute_script("return typeof window.startWatching") == "function")
+    assert site.select("POST", name, "#list", '<li id="meanwhile">meanwhile</li>').status == 206
+    a.execute_script("window.startWatching()")
+    until(a, lambda d: d.execute_script("return window.opened === true"))
+    until(a, lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#list li")]
+          == ["first", "meanwhile"], timeout=LIVE)
+    assert site.select("POST", name, "#list", '<li id="after">after</li>').status == 206
+    until(a, lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#list li")]
+          == ["first", "meanwhile", "after"], timeout=LIVE)
+
+
 def test_screenshot(site: Server, todo: str, pages: Browsers) -> None:
     """A screenshot of the demo with a few items, for the README (docs/demo.png)."""
     a, b = pages[0], pages[1]

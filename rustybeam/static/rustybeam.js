@@ -20,8 +20,9 @@
  *
  * Options: `url` (default `location.pathname`), `selectors` (default: whole document),
  * `root` (where selectors are matched, default `document`), `since` (the sequence number
- * of the page as served, when the page knows it; otherwise a HEAD request's
- * `X-Rustybeam-Sequence` header is used), `apply` (default: true when `url` is this page's
+ * of the page as served, when the page knows it; otherwise the watched parts are fetched
+ * afresh and their `X-Rustybeam-Sequence` header is used, or for a whole-document watch
+ * a HEAD request's), `apply` (default: true when `url` is this page's
  * document), `reconnect` (default true), `minDelay`/`maxDelay` (backoff, ms).
  *
  * Events (all `CustomEvent`s, `detail` described):
@@ -243,8 +244,23 @@ export class LiveDocument extends EventTarget {
   }
 
   async _start() {
-    if (this.sequence === null) this.sequence = await this._fetchSequence();
+    if (this.sequence === null) this.sequence = await this._startingSequence();
     if (!this.closed) this._connect();
+  }
+
+  /**
+   * The sequence to subscribe from when the page did not say. Watched parts are
+   * fetched afresh (their responses carry the number they are at), so that a change
+   * made between the page's own load and this moment is not missed; a whole-document
+   * watch asks with a HEAD instead, rather than rebuild the page it is running in.
+   */
+  async _startingSequence() {
+    if (!this.apply || this.selectors.some((selector) => !selector)) return this._fetchSequence();
+    try {
+      return await this._reload();
+    } catch {
+      return this._fetchSequence();
+    }
   }
 
   /** The document's current sequence number as the server reports it, or null. */
