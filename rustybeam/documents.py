@@ -270,8 +270,7 @@ class DocumentStore:
         """
         def parse() -> tuple[tuple[int, int, int], etree._ElementTree]:
             st = os.stat(doc.filename)
-            with open(doc.filename, "rb") as f:
-                return _stamp(st), markup.parseLeniently(f.read())
+            return _stamp(st), markup.parseLeniently(self.read(doc))
 
         def install(loaded: tuple[tuple[int, int, int], etree._ElementTree]) -> None:
             self._remember(doc.url, *loaded)

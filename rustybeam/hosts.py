@@ -95,8 +95,9 @@ def _required(value: str | None, host: HostConfig, plugin: str, prop: str) -> st
 class VirtualHost(DocumentService):
     """A L{DocumentService} for one C{HostConfig}, with its access log."""
 
-    def __init__(self, host: HostConfig, base: DocumentOptions, reactor: object = None) -> None:
-        super().__init__(host.hostRoot, optionsFor(host, base), guardFor(host), reactor)  # type: ignore[arg-type]
+    def __init__(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None,
+                 reactor: object = None) -> None:
+        super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor)  # type: ignore[arg-type]
         self.config = host
         self.name = host.hostName
         self.accessLog = accessLogFor(host)
@@ -144,13 +145,20 @@ class _Problem(Resource):
         return renderProblem(request, UNKNOWN_HOST)
 
 
-def hostsService(config: ServerConfig, base: DocumentOptions, reactor: object = None
+def hostsService(config: ServerConfig, base: DocumentOptions,
+                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None
                  ) -> tuple[MultiService, HostRouter]:
-    """Every configured host as a service, and the resource that routes to them."""
+    """
+    Every configured host as a service, and the resource that routes to them.
+
+    @param guards: each host's access control by host name, when already loaded
+        (the command line loads them to validate the configuration).
+    """
     parent = MultiService()
     hosts: dict[str, VirtualHost] = {}
     for host in config.hosts:
-        service = VirtualHost(host, base, reactor)
+        guard = guards[host.hostName] if guards is not None else guardFor(host)
+        service = VirtualHost(host, base, guard, reactor)
         service.setServiceParent(parent)
         hosts[host.hostName] = service
     return parent, HostRouter(config, hosts)

@@ -131,9 +131,6 @@ class DocumentChangeNotifier(Service):
                 self._topics.pop(u, None)
         return len(ending)
 
-    def subscriptions(self, watcher: IWatcher) -> set[tuple[str, Selector | None]]:
-        return set(self._watching.get(watcher, ()))
-
     def subscriptionCount(self, watcher: IWatcher) -> int:
         return len(self._watching.get(watcher, ()))
 

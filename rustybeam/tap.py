@@ -18,6 +18,7 @@ from twisted.web.resource import Resource
 from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.documents import StoreOptions
+from rustybeam.guard import AuthGuard
 from rustybeam.hosts import guardFor, hostsService
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
@@ -99,6 +100,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self.serverConfig: ServerConfig | None = None
+        self.guards: dict[str, AuthGuard | None] = {}
         if self["autobahn-testee"] and self["config"] is not None:
             raise usage.UsageError("--autobahn-testee serves --root only, not a --config")
         if self["config"] is not None:
@@ -108,7 +110,7 @@ class Options(usage.Options):
                 raise usage.UsageError(f"bad --config: {e}") from None
             for host in self.serverConfig.hosts:
                 try:
-                    guardFor(host)
+                    self.guards[host.hostName] = guardFor(host)
                 except (ConfigError, OSError) as e:
                     raise usage.UsageError(f"bad --config: {self['config']}: {e}") from None
                 if not os.path.isdir(host.hostRoot):
@@ -181,7 +183,7 @@ def makeService(options: Options) -> IService:
     config = options.serverConfig
     root: Resource
     if config is not None:
-        hosts, root = hostsService(config, documentOptions, reactor)
+        hosts, root = hostsService(config, documentOptions, options.guards, reactor)
         hosts.setServiceParent(top)
         port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
     else:
