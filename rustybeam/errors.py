@@ -42,6 +42,8 @@ BAD_PATH = Problem(400, "bad-path", "request path is not allowed")
 UNAUTHORIZED = Problem(401, "unauthorized", "authentication required")
 FORBIDDEN = Problem(403, "forbidden", "not allowed")
 ORIGIN_REFUSED = Problem(403, "origin-refused", "Origin is not allowed")
+CROSS_SITE = Problem(403, "cross-site", "a page from another site may not write or watch "
+                     "here with your credentials")
 NOT_FOUND = Problem(404, "not-found", "no such document")
 UNKNOWN_HOST = Problem(404, "unknown-host", "no host is configured for this name")
 METHOD_NOT_ALLOWED = Problem(405, "method-not-allowed", "method not allowed")

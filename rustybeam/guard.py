@@ -39,12 +39,17 @@ class GuardOptions:
 
     users: Mapping[str, Credential] | None = None
     """The basic-auth users; C{None} when the pipeline has no basic-auth."""
-    realm: str = "Rusty Beam"
+    realm: str = "Restricted Area"
+    """Rusty Beam's default realm."""
     authorizer: Authorizer | None = None
     """The authorization rules; C{None} when the pipeline has no authorization."""
     authenticateFirst: bool = True
     """Whether basic-auth comes before authorization in the pipeline (otherwise the
     rules see every request as anonymous, as Rusty Beam would)."""
+    allowAnonymous: bool = False
+    """rustybeam's opt-in (basic-auth property C{allow_anonymous}): requests without
+    credentials go on to the rules as anonymous. Off, as in Rusty Beam, every request
+    but OPTIONS needs valid credentials (401 with C{WWW-Authenticate} otherwise)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,16 +122,27 @@ class AuthGuard:
         self._bcrypt = DeferredSemaphore(BCRYPT_CONCURRENCY)
         self._decoy: Credential | None = None
 
-    def viewer(self, authorization: bytes | None) -> Viewer | Deferred[Viewer]:
+    @property
+    def authenticates(self) -> bool:
+        """Whether requests may carry credentials here (the host has basic-auth)."""
+        return self.options.users is not None
+
+    def viewer(self, authorization: bytes | None, method: str = "GET") -> Viewer | Deferred[Viewer]:
         """
-        The viewer for a request. A bcrypt password is checked in a worker thread
-        (a Deferred is returned then), so that a flood of wrong passwords cannot stall
-        the reactor; a successful check is remembered by a digest of the header, so
-        bcrypt runs once per user and password, not once per request.
+        The viewer for a request. Without credentials, a host with basic-auth
+        answers 401 to every method but OPTIONS, as Rusty Beam does, unless
+        anonymous requests were allowed. A bcrypt password is checked in a worker
+        thread (a Deferred is returned then), so that a flood of wrong passwords
+        cannot stall the reactor; a successful check is remembered by a digest of
+        the header, so bcrypt runs once per user and password, not once per request.
         """
         users = self.options.users
-        if users is None or authorization is None:
+        if users is None:
             return Viewer(None, self.options.authorizer)
+        if authorization is None:
+            if self.options.allowAnonymous or method == "OPTIONS":
+                return Viewer(None, self.options.authorizer)
+            raise self._challenge()
         digest = hashlib.sha256(authorization).digest()
         known = self._verified.get(digest)
         if known is not None:

@@ -7,9 +7,10 @@ Pipeline mapping (by Rusty Beam plugin name):
   - C{selector-handler}: C{Range: selector=} requests (without it, Range is ignored);
   - C{file-handler}: whole-file requests (without it, they get 404);
   - C{websocket}: WebSocket upgrades (without it, upgrades are plain HTTP);
-  - C{basic-auth} (C{realm}, C{authfile}) and C{authorization} (C{authfile}): the
-    host's L{AuthGuard}; when authorization comes before basic-auth in the
-    pipeline, its rules see every request as anonymous;
+  - C{basic-auth} (C{realm}, C{authfile}, rustybeam's C{allow_anonymous}) and
+    C{authorization} (C{authfile}): the host's L{AuthGuard}; when authorization
+    comes before basic-auth in the pipeline, its rules see every request as
+    anonymous;
   - C{access-log} (C{log_file}, C{format}): the host's access log.
 """
 
@@ -30,6 +31,9 @@ from rustybeam.guard import AuthGuard, GuardOptions
 from rustybeam.resource import renderProblem
 from rustybeam.service import DocumentOptions, DocumentService
 
+ALLOW_ANONYMOUS = "allow_anonymous"
+"""rustybeam's basic-auth property: let requests without credentials reach the rules."""
+
 
 def guardFor(host: HostConfig) -> AuthGuard | None:
     """The access control a host's pipeline asks for, or C{None} if none."""
@@ -38,10 +42,12 @@ def guardFor(host: HostConfig) -> AuthGuard | None:
     if basic is None and authorization is None:
         return None
     users = None
-    realm = "Rusty Beam"
+    realm = GuardOptions.realm
+    anonymous = False
     if basic is not None:
         users = loadAuthFile(_required(basic.get("authfile"), host, "basic-auth", "authfile")).users
         realm = basic.get("realm") or realm
+        anonymous = _flag(basic.get(ALLOW_ANONYMOUS), host, "basic-auth", ALLOW_ANONYMOUS)
     authorizer = None
     if authorization is not None:
         authfile = _required(authorization.get("authfile"), host, "authorization", "authfile")
@@ -49,7 +55,21 @@ def guardFor(host: HostConfig) -> AuthGuard | None:
     first = basic is None or authorization is None or (
         names.index("basic-auth") < names.index("authorization")
     )
-    return AuthGuard(GuardOptions(users, realm, authorizer, authenticateFirst=first))
+    return AuthGuard(GuardOptions(users, realm, authorizer, authenticateFirst=first,
+                                  allowAnonymous=anonymous))
+
+
+def _flag(value: str | None, host: HostConfig, plugin: str, prop: str) -> bool:
+    """A boolean plugin property: absent or empty is off."""
+    if value is None or not value.strip():
+        return False
+    word = value.strip().lower()
+    if word in ("true", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(f"HostConfig ({host.hostName}): plugin {plugin}: property {prop!r} "
+                      f"must be true or false, not {value!r}")
 
 
 def privateFiles(host: HostConfig) -> frozenset[str]:

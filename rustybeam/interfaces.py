@@ -44,10 +44,15 @@ class IViewer(Protocol):
 class IGuard(Protocol):
     """Authenticates a request and authorizes one operation on one document."""
 
-    def viewer(self, authorization: bytes | None) -> IViewer | Deferred[IViewer]:
-        """The viewer for an C{Authorization} header value (or a Deferred of it, when
-        checking takes a worker thread); raises (or fails with) a 401 Problem when
-        credentials are given but wrong."""
+    authenticates: bool
+    """Whether requests may carry credentials (so that a foreign page could ride on
+    a browser's cached ones)."""
+
+    def viewer(self, authorization: bytes | None, method: str = "GET") -> IViewer | Deferred[IViewer]:
+        """The viewer for an C{Authorization} header value on a C{method} request (or
+        a Deferred of it, when checking takes a worker thread); raises (or fails
+        with) a 401 Problem when credentials are wrong, or missing where they are
+        required."""
 
     def authorize(
         self,

@@ -34,6 +34,7 @@ from rustybeam.errors import (
     Problem,
 )
 from rustybeam.interfaces import IGuard, IViewer
+from rustybeam.origins import OriginPolicy
 from rustybeam.paths import DocumentPath
 from rustybeam.selectors import Selector
 from rustybeam.websocket import WebSocketUpgrade, isUpgrade
@@ -58,6 +59,9 @@ class HTTPOptions:
     """Serve C{Range: selector=} requests (Rusty Beam's selector-handler)."""
     files: bool = True
     """Serve whole files (Rusty Beam's file-handler)."""
+    trustedOrigins: tuple[str, ...] = ()
+    """Foreign origins (fnmatch patterns) that may write and open WebSockets with a
+    browser's credentials on a host with authentication; see L{OriginPolicy}."""
 
 
 _PHRASES = {426: b"Upgrade Required"}
@@ -102,6 +106,7 @@ class DocumentResource(Resource):
         self.websocket = websocket
         self.guard = guard
         self.options = options
+        self.origins = OriginPolicy(options.trustedOrigins)
 
     def render(self, request: Request) -> bytes | int:
         """
@@ -143,6 +148,7 @@ class DocumentResource(Resource):
 
     def _route(self, request: Request, doc: DocumentPath, viewer: IViewer | None) -> bytes | int:
         if self.websocket is not None and isUpgrade(request):
+            self._refuseCrossSite(request)
             return self._upgrade(request, doc, viewer)
         selector = self._selector(request)
         method = request.method
@@ -160,6 +166,7 @@ class DocumentResource(Resource):
         if method in (b"GET", b"HEAD"):
             self._authorize(viewer, b"GET", doc, selector)
             return self._read(request, doc, selector, viewer)
+        self._refuseCrossSite(request)
         body = self._body(request) if method in (b"PUT", b"POST") else b""
         ifMatch = _header(request, b"if-match")
         check = self._writeCheck(viewer, method, doc, selector)
@@ -183,10 +190,17 @@ class DocumentResource(Resource):
     def _viewer(self, request: Request) -> IViewer | Deferred[IViewer] | None:
         if self.guard is None:
             return None
-        viewer = self.guard.viewer(request.getHeader(b"authorization"))
+        viewer = self.guard.viewer(request.getHeader(b"authorization"),
+                                   request.method.decode("ascii", "replace"))
         if not isinstance(viewer, Deferred):
             request.rustybeamUser = viewer.name  # type: ignore[attr-defined]
         return viewer
+
+    def _refuseCrossSite(self, request: Request) -> None:
+        """On a host with authentication, a write or WebSocket from a foreign page
+        would ride on the browser's cached credentials: refuse it."""
+        if self.guard is not None and self.guard.authenticates:
+            self.origins.check(request)
 
     def _authorize(
         self, viewer: IViewer | None, method: bytes, doc: DocumentPath, selector: Selector | None

@@ -152,7 +152,8 @@ class Options(usage.Options):
         return DocumentOptions(
             store=StoreOptions(cacheSize=self["cache-size"], fsync=not self["no-fsync"],
                                hidden=self._privateFiles()),
-            http=HTTPOptions(maxBodyBytes=self["max-body"]),
+            http=HTTPOptions(maxBodyBytes=self["max-body"],
+                             trustedOrigins=tuple(self["allowed-origins"])),
             websocket=websocket,
             notifier=NotifierOptions(historySize=self["history"], historyBytes=self["history-bytes"]),
             enableWebSocket=not self["no-websocket"],

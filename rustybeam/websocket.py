@@ -33,6 +33,7 @@ from rustybeam import selectors, streamitem
 from rustybeam.documents import DocumentStore
 from rustybeam.errors import ORIGIN_REFUSED, TOO_MANY_CONNECTIONS, UPGRADE_REQUIRED, Problem
 from rustybeam.interfaces import IViewer
+from rustybeam.origins import sameOrigin
 from rustybeam.changes import Change
 from rustybeam.notifier import Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
@@ -456,7 +457,8 @@ class WebSocketUpgrade:
         if request.getHeader(b"sec-websocket-version") != b"13":
             raise UPGRADE_REQUIRED
         origin = request.getHeader(b"origin")
-        if not self.factory.originAllowed(origin.decode("latin-1") if origin else None):
+        text = origin.decode("latin-1") if origin else None
+        if not self.factory.originAllowed(text) and not sameOrigin(text, request.getHeader(b"host")):
             raise ORIGIN_REFUSED
         self.factory.admit(_address(request))
 

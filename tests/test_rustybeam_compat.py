@@ -73,7 +73,8 @@ def authorization(tmp_path_factory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Iterator[Server]:
     """websocket-config.html with bcrypt and plaintext users and selector rules,
-    plus an access log."""
+    plus an access log; basic-auth lets anonymous requests reach the rules
+    (rustybeam's C{allow_anonymous}), so public parts are public."""
     tmp = tmp_path_factory.mktemp("live")
     config = (FIXTURES / "config" / "websocket-config.html").read_text()
 
@@ -84,7 +85,8 @@ def live(tmp_path_factory) -> Iterator[Server]:
                 f'<span itemprop="library">file://./plugins/{library}</span>{spans}</td></tr>\n')
 
     authfile = "file://./tests/plugins/hosts/websocket/users.html"
-    before = (row("librusty_beam_basic_auth.so", realm="Live Docs", authfile=authfile)
+    before = (row("librusty_beam_basic_auth.so", realm="Live Docs", authfile=authfile,
+                  allow_anonymous="true")
               + row("librusty_beam_authorization.so", authfile=authfile))
     after = row("librusty_beam_access_log.so", log_file="file://./access.log")
     first = config.index("<tr>\n                <td>Plugin</td>")
@@ -103,8 +105,25 @@ def live(tmp_path_factory) -> Iterator[Server]:
 # Authorization with Rusty Beam's own users.html
 
 
-def test_anonymous_get_is_allowed(authorization: Server) -> None:
-    assert authorization.request("GET", "/doc.html", headers=LOCAL).status == 200
+def test_anonymous_get_gets_a_basic_challenge_even_where_a_star_rule_allows_it(
+        authorization: Server) -> None:
+    r = authorization.request("GET", "/doc.html", headers=LOCAL)
+    assert r.status == 401
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="Rusty Beam"'
+    assert b"Original" not in r.body
+
+
+def test_star_rule_means_any_authenticated_user(authorization: Server) -> None:
+    r = authorization.request("GET", "/doc.html", headers={**LOCAL, **basic("johndoe", "doe123")})
+    assert r.status == 200 and b"Original" in r.body
+
+
+def test_options_needs_no_credentials(authorization: Server) -> None:
+    assert authorization.request("OPTIONS", "/doc.html", headers=LOCAL).status == 204
+
+
+def test_anonymous_selector_read_gets_a_basic_challenge(authorization: Server) -> None:
+    assert authorization.select("GET", "/doc.html", "#content", headers=LOCAL).status == 401
 
 
 def test_anonymous_put_is_refused_with_a_basic_challenge(authorization: Server) -> None:
@@ -397,3 +416,59 @@ def test_whole_document_writes_honour_selector_rules(live: Server) -> None:
     assert live.request("DELETE", "/people.html", headers=john).status == 403
     assert "Test's notes" in live.request("GET", "/people.html", headers={
         **LOCAL, **basic("admin", "admin123")}).text
+
+
+# basic-auth fails closed, as Rusty Beam's does; anonymous access is an explicit opt-in
+
+
+def test_realm_defaults_to_rusty_beams(tmp_path: Path) -> None:
+    config = configured(tmp_path, "basic-auth-config.html", "tests/plugins/hosts/basic-auth",
+                        AUTH / "users_mixed.html")
+    config.write_text(config.read_text().replace('<span itemprop="realm">Rusty Beam</span>', ""))
+    server = start(tmp_path, config)
+    try:
+        r = server.request("GET", "/doc.html", headers=LOCAL)
+        assert r.status == 401
+        assert r.headers["WWW-Authenticate"] == 'Basic realm="Restricted Area"'
+    finally:
+        server.stop()
+
+
+def test_websocket_upgrade_without_credentials_gets_401_where_a_star_rule_allows_get(
+        tmp_path: Path) -> None:
+    config = configured(tmp_path, "authorization-config.html", "tests/plugins/hosts/authorization",
+                        AUTH / "users.html")
+    config.write_text(config.read_text().replace(
+        "librusty_beam_file_handler.so</span>",
+        "librusty_beam_file_handler.so</span></td></tr><tr><td>Plugin</td><td itemprop=\"plugin\" "
+        "itemscope itemtype=\"https://rustybeam.net/schema/Plugin\"><span itemprop=\"library\">"
+        "file://./plugins/librusty_beam_websocket.so</span>", 1))
+    assert "websocket.so" in config.read_text()
+    server = start(tmp_path, config)
+    try:
+        sock, head = rawHandshake(server, "/doc.html", {"Host": "localhost"})
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate" in head
+        sock, head = rawHandshake(server, "/doc.html", {"Host": "localhost", **basic("johndoe", "doe123")})
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 101")
+    finally:
+        server.stop()
+
+
+def test_allow_anonymous_lets_the_rules_decide_for_anonymous_requests(live: Server) -> None:
+    assert live.request("GET", "/doc.html", headers=LOCAL).status == 200
+    r = live.select("PUT", "/doc.html", "#content", "<div id=content>anon</div>", LOCAL)
+    assert r.status == 401 and "WWW-Authenticate" in r.headers
+    assert b"anon</div>" not in live.request("GET", "/doc.html", headers=LOCAL).body
+
+
+def test_allow_anonymous_must_be_true_or_false(tmp_path: Path) -> None:
+    config = (FIXTURES / "config" / "basic-auth-config.html").read_text().replace(
+        '<span itemprop="realm">Rusty Beam</span>',
+        '<span itemprop="realm">Rusty Beam</span><span itemprop="allow_anonymous">maybe</span>')
+    root = tmp_path / "tests/plugins/hosts/basic-auth"
+    root.mkdir(parents=True)
+    shutil.copy(AUTH / "users_mixed.html", root / "users.html")
+    message = startupError(tmp_path, config)
+    assert "allow_anonymous" in message and "maybe" in message
