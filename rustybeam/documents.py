@@ -31,6 +31,7 @@ from rustybeam import markup
 from rustybeam.changes import Change, ChangeSink
 from rustybeam.errors import (
     IS_DIRECTORY,
+    PARENT_IS_FILE,
     NO_MATCH,
     NOT_FOUND,
     NOT_HTML,
@@ -118,6 +119,7 @@ def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> os.stat_resul
     even when another write follows at once).
     """
     dirname = os.path.dirname(filename)
+    makeDirectories(dirname, fsync)
     try:
         mode = os.stat(filename).st_mode & 0o777
     except FileNotFoundError:
@@ -141,6 +143,19 @@ def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> os.stat_resul
     if fsync:
         _fsyncDirectory(dirname)
     return written
+
+
+def makeDirectories(dirname: str, fsync: bool = True) -> None:
+    """Create C{dirname} and its missing parents (like C{mkdir -p}), each made
+    durable in its parent directory."""
+    missing = []
+    while not os.path.isdir(dirname):
+        missing.append(dirname)
+        dirname = os.path.dirname(dirname)
+    for directory in reversed(missing):
+        os.mkdir(directory)
+        if fsync:
+            _fsyncDirectory(os.path.dirname(directory))
 
 
 def durableUnlink(filename: str, fsync: bool = True) -> None:
@@ -323,6 +338,11 @@ class DocumentStore:
         """Create or replace the whole file."""
         return self._write(doc, ifMatch, check, partial(_applyWhole, doc, "PUT", body))
 
+    def appendDocument(self, doc: DocumentPath, body: bytes,
+                       ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
+        """Append the body to the file, creating it (and its directories) if needed."""
+        return self._write(doc, ifMatch, check, partial(_applyWhole, doc, "POST", body))
+
     def deleteDocument(self, doc: DocumentPath,
                        ifMatch: str | None = None, check: Check | None = None) -> Deferred[WriteResult]:
         """Remove the whole file."""
@@ -491,20 +511,30 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
         return _Plan(method, "", "", None, before, None,
                      removed=(before.getroot(),) if before is not None else ())
     assert body is not None
-    if not os.path.isdir(os.path.dirname(doc.filename)):
-        raise NOT_FOUND.because("the parent directory does not exist")
+    _checkParents(os.path.dirname(doc.filename))
+    data = body
+    if method == "POST" and exists:
+        with open(doc.filename, "rb") as f:
+            data = f.read() + body
     after = None
     content = ""
     if doc.isHTML:
-        text = decodeBody(body)
-        after = markup.parseDocument(text)
-        content = text
+        content = decodeBody(body)
+        after = markup.parseDocument(content) if data is body else markup.parseLeniently(data)
     return _Plan(
-        method, "", content, body, before, after,
+        method, "", content, data, before, after,
         removed=(before.getroot(),) if before is not None else (),
         inserted=(after.getroot(),) if after is not None else (),
         created=not exists,
     )
+
+
+def _checkParents(dirname: str) -> None:
+    """Refuse a file whose missing directories cannot be created (a parent is a file)."""
+    while not os.path.isdir(dirname):
+        if os.path.lexists(dirname):
+            raise PARENT_IS_FILE
+        dirname = os.path.dirname(dirname)
 
 
 @dataclass(frozen=True)

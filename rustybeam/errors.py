@@ -53,6 +53,7 @@ NO_MATCH = Problem(416, "no-match", "selector matched no element")
 NOT_HTML = Problem(416, "not-html", "selector ranges apply only to .html and .htm documents")
 SELECTORS_DISABLED = Problem(416, "no-selectors", "this host does not change documents by selector")
 IS_DIRECTORY = Problem(409, "is-directory", "path names a directory")
+PARENT_IS_FILE = Problem(409, "parent-is-file", "a parent of the path is a file, not a directory")
 UPGRADE_REQUIRED = Problem(426, "upgrade-required", "unsupported WebSocket version").withHeader(
     b"Sec-WebSocket-Version", b"13"
 )

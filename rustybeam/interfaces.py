@@ -25,6 +25,11 @@ class IViewer(Protocol):
     name: str | None
     """The authenticated user name, or C{None} for an anonymous client."""
 
+    def may(self, method: str, url: str, selector: str | None,
+            tree: etree._ElementTree | None) -> bool:
+        """Whether this viewer may use C{method} on C{selector} (or the whole
+        document) of C{url}."""
+
     def mayRead(self, url: str, selector: str | None, tree: etree._ElementTree | None) -> bool:
         """Whether this viewer may GET C{selector} (or the whole document) of C{url}."""
 

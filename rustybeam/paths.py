@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from rustybeam.errors import BAD_PATH, NOT_FOUND
 
@@ -51,8 +51,10 @@ def decodeSegments(rawPath: bytes | str) -> list[str]:
             raise BAD_PATH.because("not UTF-8") from None
         if "/" in segment or "\\" in segment or "\x00" in segment:
             raise BAD_PATH.because("encoded separator or NUL")
-        if segment in (".", ".."):
+        if segment in (".", "..") or unquote(segment) in (".", ".."):
             raise BAD_PATH.because("dot segment")
+        if segment and segment.strip(".") == "":
+            raise BAD_PATH.because("a name of dots only")
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment):
             raise BAD_PATH.because("control character")
         segments.append(segment)

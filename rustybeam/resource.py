@@ -40,7 +40,7 @@ from rustybeam.selectors import Selector
 from rustybeam.websocket import WebSocketUpgrade, isUpgrade
 
 SELECTOR_METHODS = (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS")
-DOCUMENT_METHODS = (b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS")
+DOCUMENT_METHODS = (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS")
 SEQUENCE_HEADER = b"X-Rustybeam-Sequence"
 HTML_TYPE = b"text/html; charset=utf-8"
 CLIENT_PREFIX = b"_rustybeam"
@@ -117,7 +117,7 @@ class DocumentResource(Resource):
         try:
             doc = self.store.locate(relativePath(request))
             viewer = self._viewer(request)
-            reading = request.method in (b"GET", b"HEAD") and _header(request, b"range")
+            reading = request.method in (b"GET", b"HEAD", b"OPTIONS") and _header(request, b"range")
             loading = None if self.store.isLoaded(doc) or not reading else self.store.load(doc)
             if loading is None and not isinstance(viewer, Deferred):
                 return self._route(request, doc, viewer)
@@ -156,7 +156,8 @@ class DocumentResource(Resource):
         if method not in allowed:
             raise METHOD_NOT_ALLOWED.withHeader(b"Allow", b", ".join(allowed))
         if method == b"OPTIONS":
-            request.setHeader(b"Allow", b", ".join(allowed))
+            request.setHeader(b"Allow", b", ".join(self._permitted(viewer, allowed, doc, selector)))
+            request.setHeader(b"accept-ranges", b"selector")
             request.setResponseCode(http.NO_CONTENT)
             return b""
         if selector is not None and not doc.isHTML:
@@ -173,6 +174,8 @@ class DocumentResource(Resource):
         if selector is None:
             if method == b"PUT":
                 d = self.store.putDocument(doc, body, ifMatch, check)
+            elif method == b"POST":
+                d = self.store.appendDocument(doc, body, ifMatch, check)
             else:
                 d = self.store.deleteDocument(doc, ifMatch, check)
         elif method == b"PUT":
@@ -212,6 +215,21 @@ class DocumentResource(Resource):
         tree = self.store.treeOrNone(doc) if selector is not None else None
         self.guard.authorize(viewer, method.decode("ascii"), doc.url,
                              selector.css if selector else None, tree)
+
+    def _permitted(self, viewer: IViewer | None, methods: tuple[bytes, ...], doc: DocumentPath,
+                   selector: Selector | None) -> list[bytes]:
+        """The methods of C{methods} that C{viewer} may use on C{doc} (and
+        C{selector}), judged by the rules on the document as it is now."""
+        if self.guard is None or viewer is None:
+            return list(methods)
+        tree = self.store.treeOrNone(doc)
+        css = selector.css if selector else None
+        permitted = []
+        for method in methods:
+            asked = b"GET" if method == b"HEAD" else method
+            if method == b"OPTIONS" or viewer.may(asked.decode("ascii"), doc.url, css, tree):
+                permitted.append(method)
+        return permitted
 
     def _writeCheck(self, viewer: IViewer | None, method: bytes, doc: DocumentPath,
                     selector: Selector | None) -> Check | None:
@@ -304,6 +322,9 @@ class DocumentResource(Resource):
             request.setHeader(b"etag", result.etag.encode())
         if selector is not None and result.change.method != "DELETE":
             request.write(self._selected(request, selector, result.change.content))
+        elif result.change.method == "POST":
+            request.setResponseCode(http.CREATED if result.created else http.OK)
+            request.setHeader(b"content-length", b"0")
         else:
             request.setResponseCode(http.CREATED if result.created else http.NO_CONTENT)
         request.finish()

@@ -254,9 +254,50 @@ def test_put_without_range_stores_non_html_files_verbatim(server: Server, docs: 
     assert server.request("GET", docs.url("style.css")).body == body
 
 
-def test_put_without_range_into_a_missing_directory_is_404(server: Server, docs: Docs) -> None:
+def test_put_without_range_creates_missing_directories(server: Server, docs: Docs) -> None:
+    r = server.request("PUT", docs.url("a/b/new.html"), b"<p>x</p>")
+    assert r.status == 201
+    assert docs.file("a/b/new.html").read_bytes() == b"<p>x</p>"
+    assert server.request("GET", docs.url("a/b/new.html")).body == b"<p>x</p>"
+
+
+def test_put_under_a_file_used_as_a_directory_is_409(server: Server, docs: Docs) -> None:
     with unchangedOnDisk(docs):
-        assertProblem(server.request("PUT", docs.url("nodir/new.html"), b"<p>x</p>"), 404)
+        assertProblem(server.request("PUT", docs.url("doc.html/new.html"), b"<p>x</p>"), 409)
+
+
+def test_put_that_creates_directories_through_a_link_out_of_the_root_is_refused(
+        server: Server, docs: Docs, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (docs.path / "out").symlink_to(outside)
+    r = server.request("PUT", docs.url("out/sub/new.html"), b"<p>x</p>")
+    assert r.status in (400, 404)
+    assert list(outside.iterdir()) == []
+
+
+def test_post_without_range_appends_to_the_file(server: Server, docs: Docs) -> None:
+    docs.file("log.txt").write_bytes(b"one\n")
+    r = server.request("POST", docs.url("log.txt"), b"two\n")
+    assert r.status == 200
+    assert docs.file("log.txt").read_bytes() == b"one\ntwo\n"
+
+
+def test_post_without_range_creates_the_file_and_its_directories(server: Server, docs: Docs) -> None:
+    r = server.request("POST", docs.url("notes/today.txt"), b"first")
+    assert r.status == 201
+    assert docs.file("notes/today.txt").read_bytes() == b"first"
+
+
+def test_post_without_range_to_a_document_serves_the_appended_document(server: Server, docs: Docs) -> None:
+    docs.write("guest.html", "<html><body><ul id=list><li>a</li></ul></body></html>")
+    assert server.request("POST", docs.url("guest.html"), b"<p id=signed>b</p>").status == 200
+    assert server.select("GET", docs.url("guest.html"), "#signed").text == '<p id="signed">b</p>'
+
+
+def test_post_without_range_of_a_body_not_utf8_to_a_document_is_400(server: Server, docs: Docs) -> None:
+    with unchangedOnDisk(docs):
+        assertProblem(server.request("POST", docs.url("doc.html"), b"\xff\xfe"), 400)
 
 
 def test_delete_without_range_removes_the_document_with_204_then_404(
@@ -273,10 +314,11 @@ def test_delete_without_range_removes_the_document_with_204_then_404(
 def test_options_lists_the_allowed_methods(server: Server, docs: Docs) -> None:
     r = server.request("OPTIONS", docs.url("doc.html"))
     assert r.status in (200, 204)
-    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD", "PUT", "DELETE"}
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD", "PUT", "POST", "DELETE"}
+    assert r.headers["Accept-Ranges"] == "selector"
 
 
-@pytest.mark.parametrize("method", ["POST", "PATCH", "PROPFIND", "TRACE", "MKCOL"])
+@pytest.mark.parametrize("method", ["PATCH", "PROPFIND", "TRACE", "MKCOL"])
 def test_unsupported_method_without_selector_is_405_with_allow(
     server: Server, docs: Docs, method: str
 ) -> None:
@@ -285,7 +327,7 @@ def test_unsupported_method_without_selector_is_405_with_allow(
     assertProblem(r, 405)
     allowed = set(r.headers["Allow"].replace(" ", "").split(","))
     assert method not in allowed
-    assert {"GET", "PUT", "DELETE"} <= allowed
+    assert {"GET", "PUT", "POST", "DELETE"} <= allowed
 
 
 # Range: selector=<css>
@@ -708,7 +750,7 @@ def test_path_traversal_never_writes_outside_the_root(
     newName = f"created-{uuid.uuid4().hex[:8]}.html"
     with unchangedOnDisk(docs):
         for path in traversals(docs, outside.name) + traversals(docs, newName):
-            for method, headers in (("PUT", {}), ("DELETE", {}),
+            for method, headers in (("PUT", {}), ("POST", {}), ("DELETE", {}),
                                     ("PUT", {"Range": "selector=#secret"}),
                                     ("POST", {"Range": "selector=#secret"}),
                                     ("DELETE", {"Range": "selector=#secret"})):

@@ -472,3 +472,23 @@ def test_allow_anonymous_must_be_true_or_false(tmp_path: Path) -> None:
     shutil.copy(AUTH / "users_mixed.html", root / "users.html")
     message = startupError(tmp_path, config)
     assert "allow_anonymous" in message and "maybe" in message
+
+
+def allowed(r) -> set[str]:
+    return set(r.headers["Allow"].replace(" ", "").split(","))
+
+
+def test_options_lists_the_methods_this_user_may_use(authorization: Server) -> None:
+    admin = authorization.request("OPTIONS", "/doc.html", headers={**LOCAL, **basic("admin", "admin123")})
+    assert allowed(admin) == {"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"}
+    john = authorization.request("OPTIONS", "/doc.html", headers={**LOCAL, **basic("johndoe", "doe123")})
+    assert allowed(john) == {"GET", "HEAD", "OPTIONS"}
+    assert john.headers["Accept-Ranges"] == "selector"
+
+
+def test_options_with_a_selector_lists_the_methods_allowed_on_it(live: Server) -> None:
+    john = {**LOCAL, **basic("johndoe", "doe123")}
+    own = live.select("OPTIONS", "/people.html", "#p-john", headers=john)
+    other = live.select("OPTIONS", "/people.html", "#p-test", headers=john)
+    assert {"GET", "PUT", "DELETE"} <= allowed(own)
+    assert "GET" not in allowed(other) and "OPTIONS" in allowed(other)

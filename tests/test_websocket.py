@@ -96,6 +96,16 @@ def test_whole_document_put_and_delete_notify(docs: Docs, watch) -> None:
     assert (deleted.method, deleted.selector, deleted.content) == ("DELETE", "", "")
 
 
+def test_whole_file_append_is_announced(docs: Docs, watch) -> None:
+    w = watch(docs.url("doc.html"))
+    selected = watch(docs.url("doc.html"))
+    assert selected.subscribe(selector="#content")["type"] == "subscribed"
+    assert docs.server.request("POST", docs.url("doc.html"), '<p id="more">more</p>').status == 200
+    for watcher in (w, selected):
+        item = watcher.item()
+        assert (item.method, item.selector, item.content) == ("POST", "", '<p id="more">more</p>')
+
+
 def sequenceOf(server: Server, url: str) -> int:
     return int(server.request("HEAD", url).headers["X-Rustybeam-Sequence"])
 
