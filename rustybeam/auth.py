@@ -77,6 +77,9 @@ class AuthFile:
 
     users: Mapping[str, Credential]
     rules: tuple[AuthorizationRule, ...]
+    skipped: tuple[str, ...] = ()
+    """Why each allow rule that can never match was left out (Rusty Beam loads such
+    files; its rule would simply never apply)."""
 
 
 def loadAuthFile(path: str) -> AuthFile:
@@ -113,11 +116,17 @@ def parseAuthFile(source: str | bytes, where: str = "<auth>") -> AuthFile:
                 f"duplicates an earlier user"
             )
         users[credential.username] = credential
-    rules = tuple(
-        _rule(item, f"{where}: AuthorizationRule #{index}")
-        for index, item in enumerate(microdata.allItems(tree, "AuthorizationRule"), start=1)
-    )
-    return AuthFile(users=users, rules=rules)
+    rules: list[AuthorizationRule] = []
+    skipped: list[str] = []
+    for index, item in enumerate(microdata.allItems(tree, "AuthorizationRule"), start=1):
+        try:
+            rules.append(_rule(item, f"{where}: AuthorizationRule #{index}"))
+        except ConfigError as e:
+            if (item.text("action") or "").strip().lower() != "allow":
+                raise ConfigError(f"{e}; a deny rule cannot be skipped, since that could "
+                                  f"allow what it was meant to deny") from None
+            skipped.append(f"{e}; skipped: this allow rule can never match")
+    return AuthFile(users=users, rules=tuple(rules), skipped=tuple(skipped))
 
 
 def _credential(item: Item, label: str) -> Credential:

@@ -20,16 +20,19 @@ import os
 from dataclasses import replace
 
 from twisted.application.service import MultiService
+from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
-from rustybeam.auth import Authorizer, loadAuthFile
+from rustybeam.auth import AuthFile, Authorizer, loadAuthFile
 from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
 from rustybeam.resource import renderProblem
 from rustybeam.service import DocumentOptions, DocumentService
+
+log = Logger()
 
 ALLOW_ANONYMOUS = "allow_anonymous"
 """rustybeam's basic-auth property: let requests without credentials reach the rules."""
@@ -45,18 +48,26 @@ def guardFor(host: HostConfig) -> AuthGuard | None:
     realm = GuardOptions.realm
     anonymous = False
     if basic is not None:
-        users = loadAuthFile(_required(basic.get("authfile"), host, "basic-auth", "authfile")).users
+        users = _load(_required(basic.get("authfile"), host, "basic-auth", "authfile")).users
         realm = basic.get("realm") or realm
         anonymous = _flag(basic.get(ALLOW_ANONYMOUS), host, "basic-auth", ALLOW_ANONYMOUS)
     authorizer = None
     if authorization is not None:
         authfile = _required(authorization.get("authfile"), host, "authorization", "authfile")
-        authorizer = Authorizer(loadAuthFile(authfile).rules)
+        authorizer = Authorizer(_load(authfile).rules)
     first = basic is None or authorization is None or (
         names.index("basic-auth") < names.index("authorization")
     )
     return AuthGuard(GuardOptions(users, realm, authorizer, authenticateFirst=first,
                                   allowAnonymous=anonymous))
+
+
+def _load(path: str) -> AuthFile:
+    """A users/rules file, with a warning for each rule left out."""
+    loaded = loadAuthFile(path)
+    for reason in loaded.skipped:
+        log.warn("{reason}", reason=reason)
+    return loaded
 
 
 def _flag(value: str | None, host: HostConfig, plugin: str, prop: str) -> bool:

@@ -449,24 +449,50 @@ def test_error_duplicate_credential() -> None:
     assert "Credential #2 (bob)" in message and "'username'" in message
 
 
-def test_error_rule_missing_subject() -> None:
-    message = authError(ruleItem(td("path", "/*") + td("method", "GET") + td("action", "allow")))
-    assert "users.html: AuthorizationRule #1" in message and "'username' or 'role'" in message
+MALFORMED_RULES = {
+    "missing subject": (td("path", "/*") + td("method", "GET"), "AuthorizationRule #1", "'username' or 'role'"),
+    "missing path": (td("username", "*") + td("method", "GET"), "AuthorizationRule #1 (*)", "'path'"),
+    "path *": (td("username", "*") + td("path", "*") + td("method", "GET"), "AuthorizationRule #1 (*)", "'path'"),
+    "relative path": (td("username", "*") + td("path", "docs/*") + td("method", "GET"),
+                      "AuthorizationRule #1 (*)", "'path'"),
+    "missing method": (td("role", "staff") + td("path", "/*"), "AuthorizationRule #1 (staff)", "'method'"),
+}
 
 
-def test_error_rule_missing_path() -> None:
-    message = authError(ruleItem(td("username", "*") + td("method", "GET") + td("action", "allow")))
-    assert "AuthorizationRule #1 (*)" in message and "'path'" in message
+@pytest.mark.parametrize("case", MALFORMED_RULES)
+def test_allow_rule_that_can_never_match_is_skipped_with_a_reason(case: str) -> None:
+    fields, item, prop = MALFORMED_RULES[case]
+    good = ruleItem(td("username", "*") + td("path", "/*") + td("method", "GET") + td("action", "allow"))
+    loaded = parseAuthFile(ruleItem(fields + td("action", "allow")) + good, where="users.html")
+    assert len(loaded.rules) == 1 and loaded.rules[0].path == "/*"
+    [reason] = loaded.skipped
+    assert "users.html: " + item in reason and prop in reason and "never match" in reason
 
 
-def test_error_rule_relative_path() -> None:
-    message = authError(ruleItem(td("username", "*") + td("path", "docs/*") + td("method", "GET") + td("action", "allow")))
-    assert "AuthorizationRule #1 (*)" in message and "'path'" in message
+@pytest.mark.parametrize("case", MALFORMED_RULES)
+def test_deny_rule_that_cannot_be_read_stops_start_up(case: str) -> None:
+    fields, item, prop = MALFORMED_RULES[case]
+    message = authError(ruleItem(fields + td("action", "deny")))
+    assert "users.html: " + item in message and prop in message and "deny rule" in message
 
 
-def test_error_rule_missing_method() -> None:
-    message = authError(ruleItem(td("role", "staff") + td("path", "/*") + td("action", "allow")))
-    assert "AuthorizationRule #1 (staff)" in message and "'method'" in message
+def test_skipped_rules_are_logged_at_start_up(tmp_path: Path) -> None:
+    from rustybeam.config import HostConfig, PluginConfig
+    from rustybeam.hosts import guardFor
+    from twisted.logger import globalLogPublisher
+
+    users = tmp_path / "users.html"
+    users.write_text(ruleItem(td("username", "*") + td("path", "*") + td("method", "GET") + td("action", "allow")))
+    host = HostConfig("localhost", str(tmp_path), (
+        PluginConfig("authorization", "authorization.so", {"authfile": str(users)}),))
+    seen: list[str] = []
+    observer = lambda event: seen.append(event.get("reason", ""))  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        guardFor(host)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert any(str(users) in reason and "AuthorizationRule #1" in reason for reason in seen), seen
 
 
 def test_error_rule_bad_action() -> None:
