@@ -44,6 +44,8 @@ DOCUMENT_METHODS = (b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS")
 SEQUENCE_HEADER = b"X-Rustybeam-Sequence"
 HTML_TYPE = b"text/html; charset=utf-8"
 CLIENT_PREFIX = b"_rustybeam"
+APPENDED = b"Content appended successfully"
+"""The body of a whole-file POST's answer, as Rusty Beam's file-handler words it."""
 STATIC_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 CLIENT_SCRIPT = os.path.join(STATIC_DIRECTORY, "rustybeam.js")
 """The browser client, also served at C{/_rustybeam/rustybeam.js}."""
@@ -158,7 +160,7 @@ class DocumentResource(Resource):
         if method == b"OPTIONS":
             request.setHeader(b"Allow", b", ".join(self._permitted(viewer, allowed, doc, selector)))
             request.setHeader(b"accept-ranges", b"selector")
-            request.setResponseCode(http.NO_CONTENT)
+            request.setHeader(b"content-length", b"0")
             return b""
         if selector is not None and not doc.isHTML:
             raise NOT_HTML
@@ -323,8 +325,8 @@ class DocumentResource(Resource):
         if selector is not None and result.change.method != "DELETE":
             request.write(self._selected(request, selector, result.change.content))
         elif result.change.method == "POST":
-            request.setResponseCode(http.CREATED if result.created else http.OK)
-            request.setHeader(b"content-length", b"0")
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.write(APPENDED)
         else:
             request.setResponseCode(http.CREATED if result.created else http.NO_CONTENT)
         request.finish()

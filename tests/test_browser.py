@@ -625,3 +625,27 @@ def test_screenshot(site: Server, todo: str, pages: Browsers) -> None:
     finally:
         a.set_window_size(800, 640)
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+WHOLE_WATCH = """<!DOCTYPE html><html><head><title>guestbook</title><link rel="icon" href="data:,"></head><body>
+<h1 id="title">Guestbook</h1>
+<script type="module">
+  import { watch } from "/_rustybeam/rustybeam.js";
+  window.live = watch();
+  window.live.addEventListener("open", () => { document.body.dataset.live = "yes"; });
+</script>
+</body></html>"""
+
+
+def test_wholeFileAppendShowsInAnOpenPage(site: Server, pages: Browsers) -> None:
+    """A whole-file POST (an append) reaches a page watching the whole document, which
+    reloads it, so the appended markup shows."""
+    name = f"guest-{uuid.uuid4().hex[:8]}.html"
+    (site.root / name).write_text(WHOLE_WATCH)
+    a = pages[0]
+    a.get(f"http://127.0.0.1:{site.port}/{name}")
+    until(a, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "yes")
+    r = site.request("POST", f"/{name}", '<p id="signed">Ada was here</p>')
+    assert r.status == 200
+    until(a, lambda d: d.find_elements(By.ID, "signed"), timeout=LIVE + 1)
+    assert a.find_element(By.ID, "signed").text == "Ada was here"

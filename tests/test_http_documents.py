@@ -279,13 +279,13 @@ def test_put_that_creates_directories_through_a_link_out_of_the_root_is_refused(
 def test_post_without_range_appends_to_the_file(server: Server, docs: Docs) -> None:
     docs.file("log.txt").write_bytes(b"one\n")
     r = server.request("POST", docs.url("log.txt"), b"two\n")
-    assert r.status == 200
+    assert (r.status, r.body) == (200, b"Content appended successfully")
     assert docs.file("log.txt").read_bytes() == b"one\ntwo\n"
 
 
 def test_post_without_range_creates_the_file_and_its_directories(server: Server, docs: Docs) -> None:
     r = server.request("POST", docs.url("notes/today.txt"), b"first")
-    assert r.status == 201
+    assert (r.status, r.body) == (200, b"Content appended successfully")
     assert docs.file("notes/today.txt").read_bytes() == b"first"
 
 
@@ -313,7 +313,7 @@ def test_delete_without_range_removes_the_document_with_204_then_404(
 
 def test_options_lists_the_allowed_methods(server: Server, docs: Docs) -> None:
     r = server.request("OPTIONS", docs.url("doc.html"))
-    assert r.status in (200, 204)
+    assert r.status == 200
     assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD", "PUT", "POST", "DELETE"}
     assert r.headers["Accept-Ranges"] == "selector"
 

@@ -419,6 +419,11 @@ export class LiveDocument extends EventTarget {
     const event = new CustomEvent("change", { detail: change, cancelable: true });
     this.dispatchEvent(event);
     if (event.defaultPrevented || !this.apply) return;
+    if (!item.selector && item.method === "POST") {
+      // An append to the file: what it changes in the parsed page is only known by reading it.
+      this._reset(item.sequence);
+      return;
+    }
     try {
       change.nodes = applyItem(item, change.targets, this.root);
     } catch (error) {
