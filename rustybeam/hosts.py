@@ -10,16 +10,26 @@ Pipeline mapping (by Rusty Beam plugin name):
   - C{basic-auth} (C{realm}, C{authfile}) and C{authorization} (C{authfile}): the
     host's L{AuthGuard}; when authorization comes before basic-auth in the
     pipeline, its rules see every request as anonymous;
-  - C{access-log} (C{log_file}, C{format}): the host's access log.
+  - C{access-log} (C{log_file}, C{format}): the host's access log;
+  - every other plugin (cors, security-headers, compression, health-check, redirect,
+    error-handler, rate-limit, directory, config-reload, html-prettifier): a stage of
+    the host's L{rustybeam.plugins.Pipeline}, in front of the document service.
+
+L{Hosts} can be given a new configuration while running (config-reload): hosts
+that keep their name and root keep their store, notifier and open WebSockets.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
-from twisted.web.resource import Resource
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
@@ -27,8 +37,19 @@ from rustybeam.auth import Authorizer, loadAuthFile
 from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
+from rustybeam.plugins import PipelineContext, pipelineFor
 from rustybeam.resource import renderProblem
 from rustybeam.service import DocumentOptions, DocumentService
+from rustybeam.websocket import WebSocketUpgrade
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What every host's pipeline shares: the config file, how to reload it, metrics."""
+
+    configPath: str | None = None
+    reload: Callable[[], object] | None = None
+    metrics: Any = None
 
 
 def guardFor(host: HostConfig) -> AuthGuard | None:
@@ -93,14 +114,40 @@ def _required(value: str | None, host: HostConfig, plugin: str, prop: str) -> st
 
 
 class VirtualHost(DocumentService):
-    """A L{DocumentService} for one C{HostConfig}, with its access log."""
+    """A L{DocumentService} for one C{HostConfig}, with its access log and plugin
+    pipeline."""
 
     def __init__(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None,
-                 reactor: object = None) -> None:
+                 reactor: object = None, server: ServerContext = ServerContext()) -> None:
         super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor)  # type: ignore[arg-type]
-        self.config = host
         self.name = host.hostName
+        self.server = server
+        self.clock = reactor
+        self._configure(host, guard)
+
+    def _configure(self, host: HostConfig, guard: AuthGuard | None) -> None:
+        self.config = host
         self.accessLog = accessLogFor(host)
+        context = PipelineContext(host, guard, self.clock, self.server.configPath,  # type: ignore[arg-type]
+                                  self.server.reload, self.server.metrics)
+        self._front = pipelineFor(context, super().resource())
+
+    def resource(self) -> IResource:  # type: ignore[override]
+        return self._front
+
+    def reconfigure(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None) -> None:
+        """Take a reloaded configuration of this host (same name and root): new
+        rules, users, handlers and plugin settings; open WebSockets stay open and
+        keep the viewer they were admitted with."""
+        options = optionsFor(host, base)
+        old = self.accessLog
+        self.guard = self.documents.guard = guard
+        self.documents.options = options.http
+        self.documents.websocket = WebSocketUpgrade(self.factory) if options.enableWebSocket else None
+        self.store.options = options.store
+        self._configure(host, guard)
+        if old is not None:
+            old.close()
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
@@ -125,9 +172,10 @@ class HostRouter(Resource):
         if host is None:
             return _Problem()
         request.rustybeamAccessLog = host.accessLog  # type: ignore[attr-defined]
+        request.rustybeamHost = host.name  # type: ignore[attr-defined]
         request.prepath.pop()
         request.postpath.insert(0, path)
-        return host.resource()
+        return host.resource()  # type: ignore[return-value]
 
     def render(self, request: Request) -> bytes:
         return _Problem().render(request)
@@ -145,20 +193,56 @@ class _Problem(Resource):
         return renderProblem(request, UNKNOWN_HOST)
 
 
+class Hosts(MultiService):
+    """Every configured host as a service, and the router in front of them."""
+
+    log = Logger()
+
+    def __init__(self, config: ServerConfig, base: DocumentOptions,
+                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
+                 server: ServerContext = ServerContext()) -> None:
+        super().__init__()
+        self.base = base
+        self.reactor = reactor
+        self.server = server
+        hosts = {h.hostName: self._add(h, guards) for h in config.hosts}
+        self.router = HostRouter(config, hosts)
+
+    def _add(self, host: HostConfig, guards: dict[str, AuthGuard | None] | None) -> VirtualHost:
+        guard = guards[host.hostName] if guards is not None else guardFor(host)
+        service = VirtualHost(host, self.base, guard, self.reactor, self.server)
+        service.setServiceParent(self)
+        return service
+
+    def reload(self, config: ServerConfig, guards: dict[str, AuthGuard | None]) -> Deferred[Any]:
+        """
+        Serve C{config} from now on. A host with the same name and root is
+        reconfigured in place (its WebSockets stay open); a new host starts; a host
+        that is gone, or whose root changed, stops (closing its WebSockets with 1001).
+        """
+        old = self.router.hosts
+        hosts: dict[str, VirtualHost] = {}
+        for host in config.hosts:
+            current = old.get(host.hostName)
+            if current is not None and current.config.hostRoot == host.hostRoot:
+                current.reconfigure(host, self.base, guards[host.hostName])
+                hosts[host.hostName] = current
+            else:
+                hosts[host.hostName] = self._add(host, guards)
+        self.router.config, self.router.hosts = config, hosts
+        stopping = [service.disownServiceParent() for name, service in old.items()
+                    if hosts.get(name) is not service]
+        return DeferredList([d for d in stopping if isinstance(d, Deferred)])
+
+
 def hostsService(config: ServerConfig, base: DocumentOptions,
-                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None
-                 ) -> tuple[MultiService, HostRouter]:
+                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
+                 server: ServerContext = ServerContext()) -> tuple[Hosts, HostRouter]:
     """
     Every configured host as a service, and the resource that routes to them.
 
     @param guards: each host's access control by host name, when already loaded
         (the command line loads them to validate the configuration).
     """
-    parent = MultiService()
-    hosts: dict[str, VirtualHost] = {}
-    for host in config.hosts:
-        guard = guards[host.hostName] if guards is not None else guardFor(host)
-        service = VirtualHost(host, base, guard, reactor)
-        service.setServiceParent(parent)
-        hosts[host.hostName] = service
-    return parent, HostRouter(config, hosts)
+    hosts = Hosts(config, base, guards, reactor, server)
+    return hosts, hosts.router
