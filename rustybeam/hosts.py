@@ -50,6 +50,7 @@ class ServerContext:
     configPath: str | None = None
     reload: Callable[[], object] | None = None
     metrics: Any = None
+    shuttingDown: Callable[[], bool] = lambda: False
 
 
 def guardFor(host: HostConfig) -> AuthGuard | None:
@@ -129,7 +130,8 @@ class VirtualHost(DocumentService):
         self.config = host
         self.accessLog = accessLogFor(host)
         context = PipelineContext(host, guard, self.clock, self.server.configPath,  # type: ignore[arg-type]
-                                  self.server.reload, self.server.metrics)
+                                  self.server.reload, self.server.metrics,
+                                  self.server.shuttingDown)
         self._front = pipelineFor(context, super().resource())
 
     def resource(self) -> IResource:  # type: ignore[override]

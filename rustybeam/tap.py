@@ -19,7 +19,9 @@ from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
-from rustybeam.hosts import guardFor, hostsService
+from rustybeam.hosts import ServerContext, guardFor, hostsService
+from rustybeam.observe import ServerEndpoints
+from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService
@@ -179,11 +181,13 @@ def makeService(options: Options) -> IService:
 
     txaio.set_global_log_level("info")
     top = MultiService()
+    lifecycle = Lifecycle()
     documentOptions = options.documentOptions()
     config = options.serverConfig
+    server = ServerContext(configPath=options["config"], shuttingDown=lifecycle.shuttingDown)
     root: Resource
     if config is not None:
-        hosts, root = hostsService(config, documentOptions, options.guards, reactor)
+        hosts, root = hostsService(config, documentOptions, options.guards, reactor, server)
         hosts.setServiceParent(top)
         port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
     else:
@@ -198,8 +202,10 @@ def makeService(options: Options) -> IService:
     accessLog = None
     if options["access-log"] is not None:
         accessLog = AccessLog(AccessLogOptions(options["access-log"], options["access-log-format"]))
-    site = DocumentSite(root, documentOptions.http.maxBodyBytes, accessLog)
+    endpoints = {b"health": ServerHealth(lifecycle.shuttingDown)}
+    site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes, accessLog)
     endpointService(port, site).setServiceParent(top)
+    lifecycle.setServiceParent(top)
     return top
 
 

@@ -147,3 +147,223 @@ def test_pipeline_still_serves_the_browser_client_file(serve) -> None:
     r = s.request("GET", "/_rustybeam/rustybeam.js")
     assert r.status == 200 and len(r.body) == int(r.headers["Content-Length"]) > 1000
     assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# health-check and /_rustybeam/health
+
+def test_health_check_endpoints_answer_json(serve) -> None:
+    s = serve(plugin("health-check"), *HANDLERS)
+    for path in ("/health", "/ready", "/live"):
+        r = s.request("GET", path)
+        assert r.status == 200, path
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.headers["Cache-Control"] == "no-cache, no-store, must-revalidate"
+        assert json.loads(r.body)["status"] == "healthy"
+    assert "Server is running" in json.loads(s.request("GET", "/live").body)["checks"]
+
+
+def test_health_check_custom_endpoints_and_minimal_response(serve) -> None:
+    s = serve(plugin("health-check", health_endpoint="/_h", detailed_checks="false"), *HANDLERS)
+    r = s.request("GET", "/_h")
+    assert r.status == 200 and json.loads(r.body) == {"status": "healthy"}
+    assert s.request("GET", "/health").status == 404
+
+
+def test_health_check_low_disk_space_is_degraded_but_200(serve) -> None:
+    s = serve(plugin("health-check", min_disk_space_mb="999999999999"), *HANDLERS)
+    r = s.request("GET", "/ready")
+    assert r.status == 200 and json.loads(r.body)["status"] == "degraded"
+
+
+def test_health_check_only_answers_get(serve) -> None:
+    s = serve(plugin("health-check"), *HANDLERS)
+    assert s.request("PUT", "/health", "<p>x</p>").status == 201
+
+
+def test_health_check_after_basic_auth_needs_credentials(serve, tmp_path: Path) -> None:
+    users = tmp_path / "users.html"
+    users.write_text(
+        '<table><tr itemscope itemtype="http://rustybeam.net/Credential">'
+        '<td itemprop="username">alice</td><td itemprop="password">pw</td>'
+        '<td itemprop="encryption">plaintext</td></tr></table>')
+    s = serve(plugin("basic-auth", authfile=str(users)), plugin("health-check"), *HANDLERS)
+    assert s.request("GET", "/live").status == 401
+    r = s.request("GET", "/live", headers={"Authorization": "Basic YWxpY2U6cHc="})
+    assert r.status == 200
+
+
+def test_server_health_endpoint_on_every_server(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS)
+    r = s.request("GET", "/_rustybeam/health", headers={"Host": "unknown.example"})
+    assert r.status == 200 and json.loads(r.body) == {"status": "healthy"}
+    plain = Server(tmp_path / "root").start()
+    try:
+        assert plain.request("GET", "/_rustybeam/health").status == 200
+    finally:
+        plain.stop()
+
+
+def test_server_health_is_503_while_shutting_down() -> None:
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from rustybeam.plugins.health_check import Lifecycle, ServerHealth
+
+    lifecycle = Lifecycle()
+    lifecycle.startService()
+    resource = ServerHealth(lifecycle.shuttingDown)
+    request = DummyRequest([b""])
+    assert json.loads(resource.render_GET(request)) == {"status": "healthy"}
+    lifecycle.stopService()
+    request = DummyRequest([b""])
+    assert json.loads(resource.render_GET(request)) == {"status": "unhealthy"}
+    assert request.responseCode == 503
+
+
+# redirect
+
+def test_redirect_rule_from_properties(serve) -> None:
+    s = serve(plugin("redirect", redirect_rule_1_pattern=r"^/products/(\d+)$",
+                     redirect_rule_1_replacement="/shop/item/$1", redirect_rule_1_status="301"),
+              *HANDLERS)
+    r = s.request("GET", "/products/42")
+    assert r.status == 301 and r.headers["Location"] == "/shop/item/42"
+    assert r.text == "Redirecting to: /shop/item/42"
+    assert s.request("GET", "/index.html").status == 200
+
+
+def test_redirect_default_status_is_302_and_conditions_apply(serve) -> None:
+    s = serve(plugin("redirect", redirect_rule_1_pattern="^(.*)$",
+                     redirect_rule_1_replacement="https://example.com$1",
+                     redirect_rule_1_condition="http_only"), *HANDLERS)
+    r = s.request("GET", "/a.html")
+    assert r.status == 302 and r.headers["Location"] == "https://example.com/a.html"
+    assert s.request("GET", "/index.html", headers={"X-Forwarded-Proto": "https"}).status == 200
+
+
+def test_redirect_rules_file_with_response_trigger(serve, tmp_path: Path) -> None:
+    rules = tmp_path / "redirects.html"
+    rules.write_text(
+        '<div itemscope itemtype="http://rustybeam.net/RedirectRule">'
+        '<span itemprop="from">^/old/(.*)$</span><span itemprop="to">/new/$1</span>'
+        '<span itemprop="status">308</span></div>'
+        '<div itemscope itemtype="http://rustybeam.net/RedirectRule">'
+        '<span itemprop="from">^/gone(.*)$</span><span itemprop="to">/index.html</span>'
+        '<span itemprop="on">404</span></div>')
+    s = serve(plugin("redirect", rulesfile=str(rules)), *HANDLERS)
+    r = s.request("GET", "/old/x.html")
+    assert r.status == 308 and r.headers["Location"] == "/new/x.html"
+    r = s.request("GET", "/gone.html")
+    assert r.status == 302 and r.headers["Location"] == "/index.html"
+
+
+def test_redirect_location_cannot_carry_a_new_header(serve) -> None:
+    s = serve(plugin("redirect", redirect_rule_1_pattern=r"^/r([\s\S]*)$", redirect_rule_1_replacement="/x$1"),
+              *HANDLERS)
+    r = s.request("GET", "/r%0d%0aSet-Cookie:%20a=b")
+    assert r.status == 302 and "Set-Cookie" not in r.headers
+    assert r.headers["Location"] == "/x%0D%0ASet-Cookie:%20a=b"
+
+
+# error-handler
+
+def test_error_handler_serves_the_custom_page(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS, plugin("error-handler"))
+    (tmp_path / "root" / "404.html").write_text("<h1>custom missing</h1>")
+    r = s.request("GET", "/missing.html")
+    assert r.status == 404 and r.text == "<h1>custom missing</h1>"
+    assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_error_handler_generates_a_page_for_other_errors(serve) -> None:
+    s = serve(*HANDLERS, plugin("error-handler", error_page_404="nothere.html"))
+    r = s.request("DELETE", "/index.html", headers={"If-Match": '"nope"'})
+    assert r.status == 412
+    assert "<div class=\"error-code\">412</div>" in r.text and "Precondition Failed" in r.text
+
+
+def test_error_handler_keeps_www_authenticate(serve, tmp_path: Path) -> None:
+    users = tmp_path / "users.html"
+    users.write_text('<table><tr itemscope itemtype="http://rustybeam.net/Credential">'
+                     '<td itemprop="username">alice</td><td itemprop="password">pw</td></tr></table>')
+    s = serve(plugin("basic-auth", authfile=str(users)), *HANDLERS, plugin("error-handler"))
+    r = s.request("GET", "/index.html", headers={"Authorization": "Basic YWxpY2U6d3Jvbmc="})
+    assert r.status == 401 and "WWW-Authenticate" in r.headers
+    assert "<div class=\"error-code\">401</div>" in r.text
+
+
+def test_error_handler_leaves_successes_alone(serve) -> None:
+    s = serve(*HANDLERS, plugin("error-handler"))
+    assert s.request("GET", "/index.html").text == PAGE
+
+
+# compression
+
+BIG = "<!DOCTYPE html><html><body><ul id=\"list\">" + "<li>an item of the list</li>" * 200 + "</ul></body></html>"
+
+
+def test_compression_gzip_by_accept_encoding(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS, plugin("compression"))
+    (tmp_path / "root" / "big.html").write_text(BIG)
+    r = s.request("GET", "/big.html", headers={"Accept-Encoding": "gzip"})
+    assert r.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in r.headers["Vary"]
+    assert gzip.decompress(r.body).decode() == BIG
+    assert int(r.headers["Content-Length"]) == len(r.body)
+
+
+def test_compression_brotli_preferred_when_enabled(serve, tmp_path: Path) -> None:
+    import brotli
+
+    s = serve(*HANDLERS, plugin("compression", algorithms="gzip,brotli"))
+    (tmp_path / "root" / "big.html").write_text(BIG)
+    r = s.request("GET", "/big.html", headers={"Accept-Encoding": "gzip, br"})
+    assert r.headers["Content-Encoding"] == "br" and brotli.decompress(r.body).decode() == BIG
+
+
+def test_compression_skips_small_bodies_and_unasked(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS, plugin("compression"))
+    (tmp_path / "root" / "big.html").write_text(BIG)
+    assert "Content-Encoding" not in s.request("GET", "/index.html", headers={"Accept-Encoding": "gzip"}).headers
+    assert "Content-Encoding" not in s.request("GET", "/big.html").headers
+    r = s.request("GET", "/big.html", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in r.headers
+
+
+def test_compression_applies_to_selector_responses_as_rusty_beam_does(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS, plugin("compression"))
+    (tmp_path / "root" / "big.html").write_text(BIG)
+    r = s.select("GET", "/big.html", "#list", headers={"Accept-Encoding": "gzip"})
+    assert r.status == 206 and r.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(r.body).decode().startswith('<ul id="list">')
+
+
+# rate-limit
+
+def test_rate_limit_answers_429_with_retry_after(serve) -> None:
+    s = serve(plugin("rate-limit", requests_per_second="0.01", burst_capacity="2"), *HANDLERS)
+    first = s.request("GET", "/index.html")
+    assert first.status == 200
+    assert first.headers["X-RateLimit-Limit"] == "2" and first.headers["X-RateLimit-Remaining"] == "1"
+    assert s.request("GET", "/index.html").status == 200
+    r = s.request("GET", "/index.html")
+    assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+    assert json.loads(r.body)["error"] == "Rate limit exceeded"
+
+
+def test_rate_limit_ignores_forwarded_for(serve) -> None:
+    s = serve(plugin("rate-limit", requests_per_second="0.01", burst_capacity="1"), *HANDLERS)
+    assert s.request("GET", "/index.html", headers={"X-Forwarded-For": "10.0.0.1"}).status == 200
+    assert s.request("GET", "/index.html", headers={"X-Forwarded-For": "10.0.0.2"}).status == 429
+
+
+def test_rate_limit_bucket_refills_over_time() -> None:
+    from twisted.internet.task import Clock
+
+    from rustybeam.plugins.rate_limit import RateLimit, RateLimitOptions
+
+    clock = Clock()
+    limit = RateLimit(RateLimitOptions(requestsPerSecond=2, burstCapacity=1), clock)
+    assert limit.take("a") is None
+    assert limit.take("a") == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert limit.take("a") is None

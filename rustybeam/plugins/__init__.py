@@ -331,3 +331,12 @@ class _Capture:
         if response.body and request.method != b"HEAD":
             request.write(response.body)
         request.finish()
+
+
+def addVary(request: Request, token: bytes) -> None:
+    """Add C{token} to the response's one C{Vary} header."""
+    values = [v.strip() for raw in request.responseHeaders.getRawHeaders(b"vary", [])
+              for v in raw.split(b",") if v.strip()]
+    if token.lower() not in (v.lower() for v in values):
+        values.append(token)
+    request.setHeader(b"vary", b", ".join(values))

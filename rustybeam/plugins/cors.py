@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from twisted.web.server import Request
 
 from rustybeam.config import PluginConfig
-from rustybeam.plugins import PipelineContext, Reply, Response, Stage
+from rustybeam.plugins import PipelineContext, Reply, Response, Stage, addVary
 from rustybeam.plugins._properties import flag, integer, items
 
 
@@ -87,7 +87,7 @@ class Cors(Stage):
         if allowed is not None:
             for name, value in _originHeaders(allowed):
                 if name == b"Vary":
-                    request.responseHeaders.addRawHeader(name, value)
+                    addVary(request, value)
                 else:
                     request.setHeader(name, value)
         if self.options.exposedHeaders:
