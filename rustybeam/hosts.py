@@ -124,6 +124,8 @@ class VirtualHost(DocumentService):
         self.name = host.hostName
         self.server = server
         self.clock = reactor
+        if server.metrics is not None:
+            server.metrics.observe(host.hostName, self)
         self._configure(host, guard)
 
     def _configure(self, host: HostConfig, guard: AuthGuard | None) -> None:
@@ -232,8 +234,12 @@ class Hosts(MultiService):
             else:
                 hosts[host.hostName] = self._add(host, guards)
         self.router.config, self.router.hosts = config, hosts
-        stopping = [service.disownServiceParent() for name, service in old.items()
-                    if hosts.get(name) is not service]
+        gone = [(name, s) for name, s in old.items() if hosts.get(name) is not s]
+        if self.server.metrics is not None:
+            for name, _ in gone:
+                if name not in hosts:
+                    self.server.metrics.forget(name)
+        stopping = [service.disownServiceParent() for _, service in gone]
         return DeferredList([d for d in stopping if isinstance(d, Deferred)])
 
 

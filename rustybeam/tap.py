@@ -16,11 +16,13 @@ from twisted.python import usage
 from twisted.web.resource import Resource
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
+from rustybeam.auth import loadAuthFile
+from rustybeam.metrics import DEFAULT_HOST, Metrics
 from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
 from rustybeam.hosts import ServerContext, guardFor, hostsService
-from rustybeam.observe import ServerEndpoints
+from rustybeam.observe import MetricsEndpoint, ServerEndpoints
 from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
@@ -84,12 +86,15 @@ class Options(usage.Options):
         ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _count],
         ["access-log", None, None, "Access log file ('-' for stdout)."],
         ["access-log-format", None, "common", "Access log format: common, combined or json."],
+        ["metrics-authfile", None, None,
+         "Users file (Credential items) whose users alone may read /_rustybeam/metrics."],
     ]
     optFlags = [
         ["no-compression", None, "Refuse permessage-deflate."],
         ["no-websocket", None, "Serve HTTP only."],
         ["no-fsync", None, "Do not fsync writes (faster, not crash-safe; for tests only)."],
         ["autobahn-testee", None, "Echo every message (for the Autobahn|Testsuite) with its limits raised."],
+        ["metrics", None, "Serve Prometheus metrics at /_rustybeam/metrics."],
     ]
 
     def __init__(self) -> None:
@@ -126,6 +131,17 @@ class Options(usage.Options):
             raise usage.UsageError(f"--root {self['root']!r} is not a directory")
         if self["access-log-format"] not in ("common", "combined", "json"):
             raise usage.UsageError("--access-log-format must be common, combined or json")
+        config = self.serverConfig
+        self.metricsEnabled = bool(self["metrics"] or (config is not None and config.metrics))
+        self.metricsUsers = None
+        authfile = self["metrics-authfile"] or (config.metricsAuthfile if config is not None else None)
+        if authfile is not None:
+            try:
+                self.metricsUsers = loadAuthFile(authfile).users
+            except (ConfigError, OSError) as e:
+                raise usage.UsageError(f"bad metrics users file: {e}") from None
+            if not self.metricsUsers:
+                raise usage.UsageError(f"bad metrics users file: {authfile}: no users")
 
     def _privateFiles(self) -> frozenset[str]:
         log = self["access-log"]
@@ -184,7 +200,9 @@ def makeService(options: Options) -> IService:
     lifecycle = Lifecycle()
     documentOptions = options.documentOptions()
     config = options.serverConfig
-    server = ServerContext(configPath=options["config"], shuttingDown=lifecycle.shuttingDown)
+    metrics = Metrics() if options.metricsEnabled else None
+    server = ServerContext(configPath=options["config"], metrics=metrics,
+                           shuttingDown=lifecycle.shuttingDown)
     root: Resource
     if config is not None:
         hosts, root = hostsService(config, documentOptions, options.guards, reactor, server)
@@ -196,14 +214,19 @@ def makeService(options: Options) -> IService:
             from rustybeam.testee import EchoProtocol
 
             documents.factory.protocol = EchoProtocol
+        if metrics is not None:
+            metrics.observe(DEFAULT_HOST, documents)
         documents.setServiceParent(top)
         root = documents.resource()
         port = options["port"] or "tcp:3000"
     accessLog = None
     if options["access-log"] is not None:
         accessLog = AccessLog(AccessLogOptions(options["access-log"], options["access-log-format"]))
-    endpoints = {b"health": ServerHealth(lifecycle.shuttingDown)}
-    site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes, accessLog)
+    endpoints: dict[bytes, Resource] = {b"health": ServerHealth(lifecycle.shuttingDown)}
+    if metrics is not None:
+        endpoints[b"metrics"] = MetricsEndpoint(metrics, options.metricsUsers)
+    site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes,
+                        accessLog, metrics)
     endpointService(port, site).setServiceParent(top)
     lifecycle.setServiceParent(top)
     return top

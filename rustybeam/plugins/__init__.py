@@ -66,6 +66,8 @@ class Reply:
     body: bytes = b""
     contentType: bytes | None = b"text/plain; charset=utf-8"
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    code: str | None = None
+    """For an error, its machine-readable code (as L{Problem.code}), for metrics."""
 
 
 @dataclass
@@ -209,7 +211,8 @@ class Pipeline(Resource):
 
 def problemReply(problem: Problem) -> Reply:
     body = (problem.message.replace("\n", " ") + "\n").encode("utf-8")
-    return Reply(problem.status, body, headers=problem.headers + ((b"cache-control", b"no-store"),))
+    return Reply(problem.status, body, headers=problem.headers + ((b"cache-control", b"no-store"),),
+                 code=problem.code)
 
 
 def requestPath(request: Request) -> str:
@@ -235,6 +238,8 @@ class _Answer(Resource):
 
 def writeReply(request: Request, reply: Reply) -> None:
     request.setResponseCode(reply.status)
+    if reply.code is not None:
+        request.rustybeamProblem = reply.code  # type: ignore[attr-defined]
     if reply.contentType is not None:
         request.setHeader(b"content-type", reply.contentType)
     for name, value in reply.headers:

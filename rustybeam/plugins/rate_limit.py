@@ -107,13 +107,13 @@ class RateLimit(Stage):
             request.rustybeamRateLimitKey = key  # type: ignore[attr-defined]
             return None
         if self.metrics is not None:
-            self.metrics.rateLimitHits.labels(self.hostName).inc()
+            self.metrics.rateLimitHits.labels(self.hostName, "http").inc()
         seconds = max(1, math.ceil(wait))
         body = json.dumps({"error": "Rate limit exceeded",
                            "message": "Too many requests. Please try again later.",
                            "retry_after_seconds": seconds})
         return Reply(429, body.encode(), b"application/json",
-                     ((b"Retry-After", str(seconds).encode()),))
+                     ((b"Retry-After", str(seconds).encode()),), code="rate-limited")
 
     def response(self, request: Request, response: Response) -> None:
         bucket = self.buckets.get(getattr(request, "rustybeamRateLimitKey", ""))
