@@ -23,6 +23,7 @@ from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
 from rustybeam.hosts import ServerContext, guardFor, hostsService
 from rustybeam.observe import MetricsEndpoint, ServerEndpoints
+from rustybeam.plugins.config_reload import ConfigReloader
 from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
@@ -201,12 +202,19 @@ def makeService(options: Options) -> IService:
     documentOptions = options.documentOptions()
     config = options.serverConfig
     metrics = Metrics() if options.metricsEnabled else None
-    server = ServerContext(configPath=options["config"], metrics=metrics,
+    reloader = None
+    if config is not None:
+        reloader = ConfigReloader(os.path.abspath(options["config"]), config, reactor)
+    server = ServerContext(configPath=reloader.path if reloader is not None else None, metrics=metrics,
+                           reload=reloader.reload if reloader is not None else None,
                            shuttingDown=lifecycle.shuttingDown)
     root: Resource
     if config is not None:
         hosts, root = hostsService(config, documentOptions, options.guards, reactor, server)
         hosts.setServiceParent(top)
+        assert reloader is not None
+        reloader.hosts = hosts
+        reloader.setServiceParent(top)
         port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
     else:
         documents = DocumentService(options["root"], documentOptions, reactor=reactor)

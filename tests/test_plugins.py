@@ -31,19 +31,22 @@ def plugin(name: str, **properties: str) -> str:
 HANDLERS = (plugin("selector-handler"), plugin("file-handler"))
 
 
-def writeConfig(base: Path, *plugins: str, server: str = "") -> Path:
-    """A config.html serving C{base/root} as host 127.0.0.1 through C{plugins}."""
+def writeConfig(base: Path, *plugins: str, server: str = "", inRoot: bool = False) -> Path:
+    """A config.html serving C{base/root} as host 127.0.0.1 through C{plugins} (the
+    file itself in the root with C{inRoot}, as Rusty Beam's config-reload expects)."""
     root = base / "root"
     root.mkdir(exist_ok=True)
     (root / "index.html").write_text(PAGE)
-    config = base / "config.html"
+    config = (root if inRoot else base) / "config.html"
+    hostRoot = "." if inRoot else "./root"
     config.write_text(
         '<!DOCTYPE html><html><body>'
         '<table itemscope itemtype="http://rustybeam.net/ServerConfig">'
         '<tr><td itemprop="bindAddress">127.0.0.1</td></tr><tr><td itemprop="bindPort">0</td></tr>'
         f'{server}</table>'
         '<table itemscope itemtype="http://rustybeam.net/HostConfig">'
-        '<tr><td itemprop="hostName">127.0.0.1</td></tr><tr><td itemprop="hostRoot">./root</td></tr>'
+        '<tr><td itemprop="hostName">127.0.0.1</td></tr>'
+        f'<tr><td itemprop="hostRoot">{hostRoot}</td></tr>'
         f'<tr><td><ol>{"".join(plugins)}</ol></td></tr></table></body></html>'
     )
     return config
@@ -54,8 +57,9 @@ def serve(tmp_path: Path) -> Iterator:
     """Start a server from a config naming the given plugins; stopped after the test."""
     started: list[Server] = []
 
-    def start(*plugins: str, args: tuple[str, ...] = (), server: str = "") -> Server:
-        config = writeConfig(tmp_path, *plugins, server=server)
+    def start(*plugins: str, args: tuple[str, ...] = (), server: str = "",
+              inRoot: bool = False) -> Server:
+        config = writeConfig(tmp_path, *plugins, server=server, inRoot=inRoot)
         s = Server(tmp_path / "root", *args, config=config).start()
         started.append(s)
         return s
@@ -367,3 +371,107 @@ def test_rate_limit_bucket_refills_over_time() -> None:
     assert limit.take("a") == pytest.approx(0.5)
     clock.advance(0.5)
     assert limit.take("a") is None
+
+
+# directory
+
+def test_directory_applies_nested_plugins_below_its_path(serve, tmp_path: Path) -> None:
+    nested = (plugin("security-headers", frame_options="DENY")
+              + plugin("redirect", redirect_rule_1_pattern="^/admin/old$", redirect_rule_1_replacement="/admin/new"))
+    directory = ('<li itemprop="plugin" itemscope><span itemprop="library">file://./plugins/libdirectory.so</span>'
+                 f'<span itemprop="directory">/admin</span><ol>{nested}</ol></li>')
+    s = serve(directory, *HANDLERS)
+    (tmp_path / "root" / "admin").mkdir()
+    (tmp_path / "root" / "admin" / "index.html").write_text(PAGE)
+    assert s.request("GET", "/admin/").headers["X-Frame-Options"] == "DENY"
+    assert s.request("GET", "/admin").headers["X-Frame-Options"] == "DENY"
+    assert s.request("GET", "/admin/old").status == 302
+    assert "X-Frame-Options" not in s.request("GET", "/index.html").headers
+    assert "X-Frame-Options" not in s.request("GET", "/administrator.html").headers
+
+
+def test_directory_refuses_to_nest_access_control(tmp_path: Path) -> None:
+    nested = plugin("basic-auth", authfile="users.html")
+    directory = ('<li itemprop="plugin" itemscope><span itemprop="library">file://./plugins/libdirectory.so</span>'
+                 f'<span itemprop="directory">/admin</span><ol>{nested}</ol></li>')
+    config = writeConfig(tmp_path, directory, *HANDLERS)
+    with pytest.raises(RuntimeError, match="nested plugin 'basic-auth'"):
+        Server(tmp_path / "root", config=config).start()
+
+
+# html-prettifier
+
+def test_html_prettifier_indents_write_responses(serve) -> None:
+    s = serve(*HANDLERS, plugin("html-prettifier"))
+    r = s.select("PUT", "/index.html", "#list", '<ul id="list"><li>one</li><li>two</li></ul>')
+    assert r.status == 206
+    assert r.text == '<ul id="list">\n  <li>one</li>\n  <li>two</li>\n</ul>\n'
+    assert int(r.headers["Content-Length"]) == len(r.body)
+
+
+def test_html_prettifier_leaves_reads_and_stored_documents_alone(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS, plugin("html-prettifier"))
+    s.select("PUT", "/index.html", "#list", '<ul id="list"><li>one</li><li>two</li></ul>')
+    assert '<ul id="list"><li>one</li><li>two</li></ul>' in (tmp_path / "root" / "index.html").read_text()
+    r = s.select("GET", "/index.html", "#list")
+    assert r.text == '<ul id="list"><li>one</li><li>two</li></ul>'
+
+
+# config-reload
+
+def waitFor(check, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_config_reload_patch_reloads_plugin_settings(serve, tmp_path: Path) -> None:
+    s = serve(plugin("config-reload"), *HANDLERS, inRoot=True)
+    assert "X-Frame-Options" not in s.request("GET", "/index.html").headers
+    writeConfig(tmp_path, plugin("config-reload"), *HANDLERS, plugin("security-headers"), inRoot=True)
+    r = s.request("PATCH", "/config.html")
+    assert r.status == 202 and r.text == "Configuration reload initiated"
+    waitFor(lambda: "X-Frame-Options" in s.request("GET", "/index.html").headers)
+
+
+def test_config_reload_options_lists_patch(serve) -> None:
+    s = serve(plugin("config-reload"), *HANDLERS, inRoot=True)
+    r = s.request("OPTIONS", "/config.html")
+    assert r.status == 200 and "PATCH" in r.headers["Allow"]
+    assert r.headers["Accept-Ranges"] == "selector"
+
+
+def test_config_reload_patch_with_a_body_is_not_a_reload(serve) -> None:
+    s = serve(plugin("config-reload"), *HANDLERS, inRoot=True)
+    assert s.request("PATCH", "/config.html", "x").status == 405
+
+
+def test_sighup_reload_keeps_open_websockets_and_applies_new_users(serve, tmp_path: Path) -> None:
+    from conftest import Watcher
+
+    users = tmp_path / "users.html"
+    users.write_text('<table><tr itemscope itemtype="http://rustybeam.net/Credential">'
+                     '<td itemprop="username">alice</td><td itemprop="password">old</td></tr></table>')
+    pipeline = (plugin("basic-auth", authfile=str(users)), *HANDLERS, plugin("websocket"))
+    s = serve(*pipeline)
+    old = {"Authorization": "Basic YWxpY2U6b2xk"}
+    new = {"Authorization": "Basic YWxpY2U6bmV3"}
+    assert s.request("GET", "/index.html", headers=old).status == 200
+    w = Watcher(s, "/index.html", additional_headers=old)
+    users.write_text(users.read_text().replace(">old<", ">new<"))
+    assert s.process is not None
+    s.process.send_signal(signal.SIGHUP)
+    waitFor(lambda: s.request("GET", "/index.html", headers=new).status == 200)
+    assert s.request("GET", "/index.html", headers=old).status == 401
+    assert s.select("PUT", "/index.html", "#list", '<ul id="list"><li>2</li></ul>', headers=new).status == 206
+    assert w.item().content == '<ul id="list"><li>2</li></ul>'
+    w.close()
+
+
+def test_reload_of_a_broken_config_keeps_the_running_one(serve, tmp_path: Path) -> None:
+    s = serve(plugin("config-reload"), *HANDLERS, plugin("security-headers"), inRoot=True)
+    (tmp_path / "root" / "config.html").write_text("<p>not a config</p>")
+    assert s.request("PATCH", "/config.html").status == 202
+    waitFor(lambda: "configuration reload failed" in s.output())
+    assert s.request("GET", "/index.html").headers["X-Frame-Options"] == "SAMEORIGIN"
