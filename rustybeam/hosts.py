@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
@@ -34,7 +34,7 @@ from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.auth import Authorizer, loadAuthFile
-from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, ServerConfig
+from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, PluginConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
 from rustybeam.plugins import PipelineContext, pipelineFor
@@ -75,13 +75,16 @@ def guardFor(host: HostConfig) -> AuthGuard | None:
 
 
 def privateFiles(host: HostConfig) -> frozenset[str]:
-    """The files a host's plugins read or write (users, rules, logs): never documents."""
-    return frozenset(
-        os.path.realpath(value)
-        for plugin in host.plugins
-        for key, value in plugin.properties.items()
-        if key in PATH_PROPERTIES - {"root_dir"} and value
-    )
+    """The files a host's plugins (nested ones included) read or write (users,
+    rules, logs, redirect rules): never documents."""
+    def walk(plugins: tuple[PluginConfig, ...]) -> Iterator[str]:
+        for plugin in plugins:
+            for key, value in plugin.properties.items():
+                if key in PATH_PROPERTIES - {"root_dir"} and value:
+                    yield os.path.realpath(value)
+            yield from walk(plugin.nested)
+
+    return frozenset(walk(host.plugins))
 
 
 def optionsFor(host: HostConfig, base: DocumentOptions) -> DocumentOptions:

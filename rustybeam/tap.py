@@ -145,8 +145,13 @@ class Options(usage.Options):
                 raise usage.UsageError(f"bad metrics users file: {authfile}: no users")
 
     def _privateFiles(self) -> frozenset[str]:
-        log = self["access-log"]
-        return frozenset({os.path.realpath(log)}) if log not in (None, "-") else frozenset()
+        """Files that are never documents: the access log, the configuration (which
+        names every other private file, and which a write could turn into more
+        access) and the metrics users."""
+        config = getattr(self, "serverConfig", None)
+        files = [self["access-log"] if self["access-log"] != "-" else None, self["config"],
+                 self["metrics-authfile"], config.metricsAuthfile if config is not None else None]
+        return frozenset(os.path.realpath(f) for f in files if f is not None)
 
     def documentOptions(self) -> DocumentOptions:
         websocket = WebSocketOptions(

@@ -475,3 +475,48 @@ def test_reload_of_a_broken_config_keeps_the_running_one(serve, tmp_path: Path) 
     assert s.request("PATCH", "/config.html").status == 202
     waitFor(lambda: "configuration reload failed" in s.output())
     assert s.request("GET", "/index.html").headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_config_file_and_rules_file_are_never_documents(serve, tmp_path: Path) -> None:
+    rules = tmp_path / "root" / "redirects.html"
+    rules.parent.mkdir(exist_ok=True)
+    rules.write_text('<div itemscope itemtype="http://rustybeam.net/RedirectRule">'
+                     '<span itemprop="from">^/a$</span><span itemprop="to">/b</span></div>')
+    s = serve(plugin("config-reload"), plugin("redirect", rulesfile="./redirects.html"), *HANDLERS,
+              inRoot=True)
+    assert s.request("GET", "/config.html").status == 404
+    assert s.request("PUT", "/config.html", "<p>owned</p>").status == 404
+    assert s.request("GET", "/redirects.html").status == 404
+    assert s.request("GET", "/a").status == 302
+
+
+def test_rate_limit_applies_to_websocket_handshakes(tmp_path: Path) -> None:
+    from conftest import rawHandshake
+
+    config = writeConfig(tmp_path, plugin("rate-limit", requests_per_second="0.01", burst_capacity="1"),
+                         *HANDLERS, plugin("websocket"))
+    s = Server(tmp_path / "root", "--metrics", config=config).start()
+    try:
+        assert s.request("GET", "/index.html").status == 200
+        sock, head = rawHandshake(s, "/index.html")
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 429")
+        metrics = s.request("GET", "/_rustybeam/metrics").text
+        assert 'rustybeam_refused_handshakes_total{host="127.0.0.1",reason="rate-limited"} 1.0' in metrics
+    finally:
+        s.stop()
+
+
+def test_rate_limit_by_user_after_basic_auth(serve, tmp_path: Path) -> None:
+    users = tmp_path / "users.html"
+    users.write_text(''.join(
+        f'<table><tr itemscope itemtype="http://rustybeam.net/Credential"><td itemprop="username">{u}</td>'
+        f'<td itemprop="password">pw</td></tr></table>' for u in ("alice", "bob")))
+    s = serve(plugin("basic-auth", authfile=str(users)),
+              plugin("rate-limit", requests_per_second="0.01", burst_capacity="1", key_strategy="user"),
+              *HANDLERS)
+    alice = {"Authorization": "Basic YWxpY2U6cHc="}
+    bob = {"Authorization": "Basic Ym9iOnB3"}
+    assert s.request("GET", "/index.html", headers=alice).status == 200
+    assert s.request("GET", "/index.html", headers=alice).status == 429
+    assert s.request("GET", "/index.html", headers=bob).status == 200
