@@ -520,3 +520,17 @@ def test_rate_limit_by_user_after_basic_auth(serve, tmp_path: Path) -> None:
     assert s.request("GET", "/index.html", headers=alice).status == 200
     assert s.request("GET", "/index.html", headers=alice).status == 429
     assert s.request("GET", "/index.html", headers=bob).status == 200
+
+
+def test_reload_adds_and_removes_hosts(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS)
+    assert s.request("GET", "/index.html", headers={"Host": "localhost"}).status == 404
+    config = tmp_path / "config.html"
+    text = config.read_text()
+    second = text[text.index('<table itemscope itemtype="http://rustybeam.net/HostConfig">'):text.index("</body>")]
+    config.write_text(text.replace("</body>", second.replace(">127.0.0.1<", ">localhost<") + "</body>")
+                      .replace('<td itemprop="hostName">127.0.0.1</td>', '<td itemprop="hostName">gone.example</td>', 1))
+    assert s.process is not None
+    s.process.send_signal(signal.SIGHUP)
+    waitFor(lambda: s.request("GET", "/index.html", headers={"Host": "localhost"}).status == 200)
+    assert s.request("GET", "/index.html").status == 404
