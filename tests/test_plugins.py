@@ -534,3 +534,21 @@ def test_reload_adds_and_removes_hosts(serve, tmp_path: Path) -> None:
     s.process.send_signal(signal.SIGHUP)
     waitFor(lambda: s.request("GET", "/index.html", headers={"Host": "localhost"}).status == 200)
     assert s.request("GET", "/index.html").status == 404
+
+
+def test_stage_after_bcrypt_auth_waits_for_the_check_then_serves(serve, tmp_path: Path) -> None:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    users = tmp_path / "users.html"
+    users.write_text('<table><tr itemscope itemtype="http://rustybeam.net/Credential">'
+                     f'<td itemprop="username">alice</td><td itemprop="password">{hashed}</td>'
+                     '<td itemprop="encryption">bcrypt</td></tr></table>')
+    s = serve(plugin("basic-auth", authfile=str(users)), plugin("health-check"),
+              plugin("rate-limit", key_strategy="user"), *HANDLERS, plugin("security-headers"))
+    alice = {"Authorization": "Basic YWxpY2U6cHc="}
+    r = s.request("GET", "/index.html", headers=alice)
+    assert r.status == 200 and r.text == PAGE and r.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert r.headers["X-RateLimit-Limit"] == "20"
+    assert s.request("GET", "/live", headers=alice).status == 200
+    assert s.request("GET", "/live", headers={"Authorization": "Basic YWxpY2U6bm8="}).status == 401
