@@ -23,6 +23,7 @@ from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
 from rustybeam.hosts import ServerContext, guardFor, hostsService
 from rustybeam.observe import MetricsEndpoint, ServerEndpoints
+from rustybeam.plugins import checkPipeline
 from rustybeam.plugins.config_reload import ConfigReloader
 from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
@@ -119,6 +120,7 @@ class Options(usage.Options):
             for host in self.serverConfig.hosts:
                 try:
                     self.guards[host.hostName] = guardFor(host)
+                    checkPipeline(host)
                 except (ConfigError, OSError) as e:
                     raise usage.UsageError(f"bad --config: {self['config']}: {e}") from None
                 if not os.path.isdir(host.hostRoot):

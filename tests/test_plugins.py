@@ -390,12 +390,44 @@ def test_directory_applies_nested_plugins_below_its_path(serve, tmp_path: Path) 
     assert "X-Frame-Options" not in s.request("GET", "/administrator.html").headers
 
 
-def test_directory_refuses_to_nest_access_control(tmp_path: Path) -> None:
-    nested = plugin("basic-auth", authfile="users.html")
+ADMIN_AUTH = (
+    '<table><tr itemscope itemtype="http://rustybeam.net/Credential"><td itemprop="username">admin</td>'
+    '<td itemprop="password">admin123</td><td itemprop="role">administrators</td></tr>'
+    '<tr itemscope itemtype="http://rustybeam.net/Credential"><td itemprop="username">user</td>'
+    '<td itemprop="password">user123</td><td itemprop="role">users</td></tr>'
+    '<tr itemscope itemtype="http://rustybeam.net/AuthorizationRule"><td itemprop="role">administrators</td>'
+    '<td itemprop="path">/admin/*</td><td itemprop="method">*</td><td itemprop="action">allow</td></tr>'
+    '</table>')
+
+
+def test_directory_nested_auth_protects_only_its_directory(serve, tmp_path: Path) -> None:
+    """Rusty Beam's config/test-directory.html: basic-auth and authorization nested in
+    a directory plugin for /admin."""
+    (tmp_path / "admin-auth.html").write_text(ADMIN_AUTH)
+    nested = (plugin("basic-auth", realm="Admin Area", authfile=str(tmp_path / "admin-auth.html"))
+              + plugin("authorization", authfile=str(tmp_path / "admin-auth.html")))
+    directory = ('<li itemprop="plugin" itemscope><span itemprop="library">file://./plugins/libdirectory.so</span>'
+                 f'<span itemprop="directory">/admin</span><ol>{nested}</ol></li>')
+    s = serve(directory, *HANDLERS)
+    (tmp_path / "root" / "admin").mkdir()
+    (tmp_path / "root" / "admin" / "index.html").write_text("<h1>Admin Dashboard</h1>")
+    (tmp_path / "root" / "administrator.html").write_text("<h1>Administrator Page</h1>")
+    r = s.request("GET", "/admin/")
+    assert r.status == 401 and "Admin Area" in r.headers["WWW-Authenticate"]
+    assert s.request("GET", "/admin/", headers={"Authorization": "Basic dXNlcjp1c2VyMTIz"}).status == 403
+    r = s.request("GET", "/admin/", headers={"Authorization": "Basic YWRtaW46YWRtaW4xMjM="})
+    assert r.status == 200 and "Admin Dashboard" in r.text
+    assert s.request("PUT", "/admin/x.html", "<p>x</p>").status == 401
+    assert "Administrator Page" in s.request("GET", "/administrator.html").text
+    assert s.request("GET", "/index.html").status == 200
+
+
+def test_directory_refuses_to_nest_a_whole_host_handler(tmp_path: Path) -> None:
+    nested = plugin("file-handler")
     directory = ('<li itemprop="plugin" itemscope><span itemprop="library">file://./plugins/libdirectory.so</span>'
                  f'<span itemprop="directory">/admin</span><ol>{nested}</ol></li>')
     config = writeConfig(tmp_path, directory, *HANDLERS)
-    with pytest.raises(RuntimeError, match="nested plugin 'basic-auth'"):
+    with pytest.raises(RuntimeError, match="nested plugin 'file-handler'"):
         Server(tmp_path / "root", config=config).start()
 
 
@@ -552,3 +584,20 @@ def test_stage_after_bcrypt_auth_waits_for_the_check_then_serves(serve, tmp_path
     assert r.headers["X-RateLimit-Limit"] == "20"
     assert s.request("GET", "/live", headers=alice).status == 200
     assert s.request("GET", "/live", headers={"Authorization": "Basic YWxpY2U6bm8="}).status == 401
+
+
+def test_bad_plugin_settings_stop_start_up_with_a_message(tmp_path: Path) -> None:
+    config = writeConfig(tmp_path, plugin("redirect", redirect_rule_1_pattern="(", redirect_rule_1_replacement="/x"),
+                         *HANDLERS)
+    with pytest.raises(RuntimeError, match="bad --config: .*redirect.*not a regular expression"):
+        Server(tmp_path / "root", config=config).start()
+
+
+def test_redirect_rules_file_changes_apply_at_once_and_missing_is_no_rules(serve, tmp_path: Path) -> None:
+    rules = tmp_path / "redirects.html"
+    s = serve(plugin("redirect", rulesfile=str(rules)), *HANDLERS)
+    assert s.request("GET", "/index.html").status == 200
+    rules.write_text('<div itemscope itemtype="http://rustybeam.net/RedirectRule">'
+                     '<span itemprop="from">^/index.html$</span><span itemprop="to">/moved.html</span></div>')
+    r = s.request("GET", "/index.html")
+    assert r.status == 302 and r.headers["Location"] == "/moved.html"

@@ -109,8 +109,9 @@ class Stage:
     wantsUser = False
     """Whether L{request} needs the authenticated user even when it does not answer."""
 
-    def request(self, request: Request, user: str | None) -> Reply | None:
-        """Answer C{request}, or C{None} to pass it on."""
+    def request(self, request: Request, user: str | None) -> Reply | None | Deferred[Reply | None]:
+        """Answer C{request}, or C{None} to pass it on (or a Deferred of either; a
+        L{Problem} raised or failed with is answered as the error it is)."""
         return None
 
     def response(self, request: Request, response: Response) -> None:
@@ -150,6 +151,12 @@ def stagesFor(plugins: Sequence[PluginConfig], context: PipelineContext
         elif plugin.name in STAGES:
             stages.append((buildStage(plugin, context), afterAuth))
     return stages
+
+
+def checkPipeline(host: HostConfig) -> None:
+    """Build (and drop) a host's stages, so that a plugin's bad settings or files stop
+    start-up, or a reload, before anything runs (raises L{ConfigError} or L{OSError})."""
+    stagesFor(host.plugins, PipelineContext(host))
 
 
 def pipelineFor(context: PipelineContext, inner: IResource) -> IResource:
@@ -200,13 +207,23 @@ class Pipeline(Resource):
                         lambda v, i=index: self._requestPhase(request, i, v, True))
                 viewer, identified = found, True
             reply = stage.request(request, viewer.name if viewer is not None else None)
+            if isinstance(reply, Deferred):
+                return reply.addCallback(self._answered, request, index, viewer, identified, guarded)
             if reply is not None:
-                if guarded:
-                    assert viewer is not None
-                    self.guard.authorize(viewer, request.method.decode("ascii", "replace"),  # type: ignore[union-attr]
-                                         requestPath(request), None, None)
-                return reply
+                return self._answered(reply, request, index, viewer, identified, guarded)
         return None
+
+    def _answered(self, reply: Reply | None, request: Request, index: int, viewer: IViewer | None,
+                  identified: bool, guarded: bool) -> Reply | None | Deferred[Reply | None]:
+        """A stage's answer (checked against the host's rules when the stage comes after
+        authentication), or the rest of the request phase when it had none."""
+        if reply is None:
+            return self._requestPhase(request, index + 1, viewer, identified)
+        if guarded:
+            assert viewer is not None
+            self.guard.authorize(viewer, request.method.decode("ascii", "replace"),  # type: ignore[union-attr]
+                                 requestPath(request), None, None)
+        return reply
 
 
 def problemReply(problem: Problem) -> Reply:

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from rustybeam.config import ConfigError, PluginConfig, ServerConfig, loadConfig
-from rustybeam.plugins import PipelineContext, Reply, Stage, requestPath
+from rustybeam.plugins import PipelineContext, Reply, Stage, checkPipeline, requestPath
 
 ALLOWED = b"GET, PUT, DELETE, OPTIONS, PATCH, HEAD, POST"
 
@@ -117,6 +117,7 @@ class ConfigReloader(Service):
                     config = loadConfig(self.path)
                     guards = {h.hostName: guardFor(h) for h in config.hosts}
                     for h in config.hosts:
+                        checkPipeline(h)
                         if not os.path.isdir(h.hostRoot):
                             raise ConfigError(f"HostConfig ({h.hostName}): property 'hostRoot': "
                                               f"not a directory: {h.hostRoot}")

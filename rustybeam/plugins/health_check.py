@@ -1,7 +1,7 @@
 """
 Rusty Beam's C{health-check} plugin, and the server's own C{/_rustybeam/health}.
 
-The plugin answers C{GET} on three paths with JSON (C{status}, and with
+The plugin answers C{GET} (and C{HEAD}) on three paths with JSON (C{status}, and with
 C{detailed_checks} the C{checks} made and a C{timestamp}):
 
   - C{live_endpoint} (C{/live}): the server runs;
@@ -70,7 +70,7 @@ class HealthCheck(Stage):
         self.shuttingDown = shuttingDown
 
     def request(self, request: Request, user: str | None) -> Reply | None:
-        if request.method != b"GET":
+        if request.method not in (b"GET", b"HEAD"):
             return None
         path, o = requestPath(request), self.options
         if path == o.liveEndpoint:

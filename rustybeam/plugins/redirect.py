@@ -5,7 +5,9 @@ Rules come from the plugin's properties (C{redirect_rule_N_pattern},
 C{_replacement}, C{_status}, C{_condition}, N from 1, as its documentation gives
 them) and from a C{rulesfile} of C{RedirectRule} items (C{from}, C{to}, C{status},
 C{conditions}, and C{on}: response statuses that trigger the rule), as its source
-reads them. The first rule whose pattern matches the decoded path answers with its
+reads them; like Rusty Beam, which reads that file for every request, a changed
+file takes effect at once (it is read again when its size or time changes), and a
+missing one means no rules from it (logged). The first rule whose pattern matches the decoded path answers with its
 status (C{default_status_code}, else 302) and C{Location}: the path with the first
 match replaced (C{$1} and C{${name}} name groups). A rule with C{on} statuses
 instead replaces a response of one of those statuses. Conditions C{https_only} and
@@ -14,10 +16,12 @@ C{http_only} look at the scheme (C{X-Forwarded-Proto}, else the connection).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from twisted.logger import Logger
 from twisted.web.server import Request
 
 from rustybeam import microdata
@@ -82,8 +86,8 @@ def rulesFromFile(path: str) -> list[RedirectRule]:
     try:
         with open(path, "rb") as f:
             tree = microdata.parse(f.read())
-    except OSError as e:
-        raise ConfigError(f"redirect: rulesfile {path}: cannot be read: {e.strerror}") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"redirect: rulesfile {path}: cannot be read: {e}") from None
     rules = []
     for index, item in enumerate(microdata.allItems(tree, "RedirectRule"), start=1):
         source, target = (item.text("from") or "").strip(), (item.text("to") or "").strip()
@@ -97,26 +101,58 @@ def rulesFromFile(path: str) -> list[RedirectRule]:
     return rules
 
 
+class RulesFile:
+    """A C{rulesfile}, read again whenever it changes."""
+
+    log = Logger()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.stamp: tuple[float, int] | None = None
+        self.rules: list[RedirectRule] = []
+        self.current()
+
+    def current(self) -> list[RedirectRule]:
+        try:
+            stat = os.stat(self.path)
+        except OSError as e:
+            if self.stamp != (0.0, -1):
+                self.log.warn("redirect: rulesfile {path}: {error}; no rules from it",
+                              path=self.path, error=e.strerror)
+                self.stamp, self.rules = (0.0, -1), []
+            return self.rules
+        stamp = (stat.st_mtime, stat.st_size)
+        if stamp != self.stamp:
+            self.stamp = stamp
+            try:
+                self.rules = rulesFromFile(self.path)
+            except ConfigError as e:
+                self.log.error("{error}; keeping the rules read before", error=e)
+        return self.rules
+
+
 class Redirect(Stage):
     answers = True
 
-    def __init__(self, rules: list[RedirectRule]) -> None:
-        self.requestRules = [r for r in rules if not r.on]
-        self.responseRules = [r for r in rules if r.on]
+    def __init__(self, rules: list[RedirectRule], rulesFile: RulesFile | None = None) -> None:
+        self.rules = rules
+        self.rulesFile = rulesFile
+
+    def current(self) -> list[RedirectRule]:
+        return self.rules + (self.rulesFile.current() if self.rulesFile is not None else [])
 
     def request(self, request: Request, user: str | None) -> Reply | None:
         path = requestPath(request)
-        for rule in self.requestRules:
-            if rule.pattern.search(path) and rule.applies(request):
+        for rule in self.current():
+            if not rule.on and rule.pattern.search(path) and rule.applies(request):
                 return redirectReply(rule.location(path), rule.status)
         return None
 
     def response(self, request: Request, response: Response) -> None:
-        if not self.responseRules:
-            return
         path = requestPath(request)
-        for rule in self.responseRules:
-            if response.status in rule.on and rule.pattern.search(path) and rule.applies(request):
+        for rule in self.current():
+            if rule.on and response.status in rule.on and rule.pattern.search(path) \
+                    and rule.applies(request):
                 location = rule.location(path)
                 response.replace(rule.status, b"text/plain", f"Redirecting to: {location}".encode())
                 request.setHeader(b"location", location.encode("ascii"))
@@ -129,8 +165,5 @@ def redirectReply(location: str, status: int) -> Reply:
 
 
 def stage(plugin: PluginConfig, context: PipelineContext) -> Stage:
-    rules = rulesFromProperties(plugin)
     rulesfile = plugin.get("rulesfile")
-    if rulesfile:
-        rules += rulesFromFile(rulesfile)
-    return Redirect(rules)
+    return Redirect(rulesFromProperties(plugin), RulesFile(rulesfile) if rulesfile else None)
