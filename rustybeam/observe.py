@@ -7,7 +7,7 @@ since no document path starts with C{/_rustybeam/}.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 from prometheus_client.twisted import MetricsResource as PrometheusResource
 from twisted.internet.threads import deferToThread

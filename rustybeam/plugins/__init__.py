@@ -34,11 +34,6 @@ from rustybeam.config import HostConfig, PluginConfig
 from rustybeam.errors import INTERNAL, Problem
 from rustybeam.interfaces import IGuard, IViewer
 
-HANDLERS = frozenset(
-    "selector-handler file-handler websocket basic-auth authorization access-log".split()
-)
-"""Plugins that are rustybeam's own document handlers rather than pipeline stages."""
-
 AUTH_PLUGINS = frozenset({"basic-auth", "authorization"})
 
 STAGES = {
