@@ -229,20 +229,22 @@ class Hosts(MultiService):
         """
         old = self.router.hosts
         hosts: dict[str, VirtualHost] = {}
+        stopping: list[object] = []
         for host in config.hosts:
             current = old.get(host.hostName)
             if current is not None and current.config.hostRoot == host.hostRoot:
                 current.reconfigure(host, self.base, guards[host.hostName])
                 hosts[host.hostName] = current
-            else:
-                hosts[host.hostName] = self._add(host, guards)
-        self.router.config, self.router.hosts = config, hosts
-        gone = [(name, s) for name, s in old.items() if hosts.get(name) is not s]
-        if self.server.metrics is not None:
-            for name, _ in gone:
-                if name not in hosts:
+                continue
+            if current is not None:
+                stopping.append(current.disownServiceParent())
+            hosts[host.hostName] = self._add(host, guards)
+        for name, service in old.items():
+            if name not in hosts:
+                stopping.append(service.disownServiceParent())
+                if self.server.metrics is not None:
                     self.server.metrics.forget(name)
-        stopping = [service.disownServiceParent() for _, service in gone]
+        self.router.config, self.router.hosts = config, hosts
         return DeferredList([d for d in stopping if isinstance(d, Deferred)])
 
 

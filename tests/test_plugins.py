@@ -602,3 +602,15 @@ def test_redirect_rules_file_changes_apply_at_once_and_missing_is_no_rules(serve
                      '<span itemprop="from">^/index.html$</span><span itemprop="to">/moved.html</span></div>')
     r = s.request("GET", "/index.html")
     assert r.status == 302 and r.headers["Location"] == "/moved.html"
+
+
+def test_reload_moves_a_host_to_its_new_root(serve, tmp_path: Path) -> None:
+    s = serve(*HANDLERS)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_text("<p>moved</p>")
+    config = tmp_path / "config.html"
+    config.write_text(config.read_text().replace(">./root<", ">./other<"))
+    assert s.process is not None
+    s.process.send_signal(signal.SIGHUP)
+    waitFor(lambda: s.request("GET", "/index.html").text == "<p>moved</p>")
