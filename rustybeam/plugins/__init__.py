@@ -20,6 +20,7 @@ host's guard accepts and whose method and path its rules allow.
 from __future__ import annotations
 
 import importlib
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -229,8 +230,6 @@ def problemReply(problem: Problem) -> Reply:
 
 def requestPath(request: Request) -> str:
     """The request's decoded path, as Rusty Beam's plugins see it."""
-    from urllib.parse import unquote
-
     return unquote(request.path.split(b"?", 1)[0].decode("latin-1"), errors="replace")
 
 
