@@ -22,11 +22,26 @@ from rustybeam import microdata
 from rustybeam.microdata import Item
 
 SUPPORTED_PLUGINS = frozenset(
-    "selector-handler file-handler websocket basic-auth authorization access-log".split()
+    "selector-handler file-handler websocket basic-auth authorization access-log "
+    "cors security-headers compression health-check redirect error-handler rate-limit "
+    "directory config-reload html-prettifier".split()
 )
 """Canonical names of the Rusty Beam plugins that this server implements."""
 
-PATH_PROPERTIES = frozenset("authfile log_file logfile root_dir".split())
+UNSUPPORTED_PLUGINS = {
+    "oauth2": "it signs users in through an external identity provider's redirect flow "
+              "(client secrets, sessions, cookies), which rustybeam does not implement; "
+              "use basic-auth, or an authenticating proxy in front",
+    "google-oauth2": "it signs users in through Google's redirect flow (client secrets, "
+                     "sessions, cookies), which rustybeam does not implement; use basic-auth, "
+                     "or an authenticating proxy in front",
+    "javascript-engine": "it runs server-side JavaScript inside the server process; rustybeam "
+                         "embeds no JavaScript engine and will not run code from documents "
+                         "that clients can write",
+}
+"""Rusty Beam plugins that stop start-up, and why."""
+
+PATH_PROPERTIES = frozenset("authfile log_file logfile root_dir rulesfile".split())
 """Plugin properties that name files; they are resolved against the config's base."""
 
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
@@ -46,6 +61,8 @@ class PluginConfig:
     name: str
     library: str
     properties: Mapping[str, str] = field(default_factory=dict)
+    nested: tuple[PluginConfig, ...] = ()
+    """The plugins inside this one (a C{directory} plugin's pipeline)."""
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.properties.get(key, default)
@@ -68,6 +85,10 @@ class ServerConfig:
     bindPort: int
     serverRoot: str
     hosts: tuple[HostConfig, ...]
+    metrics: bool = False
+    """ServerConfig property C{metrics} (C{true}): serve C{/_rustybeam/metrics}."""
+    metricsAuthfile: str | None = None
+    """ServerConfig property C{metricsAuthfile}: users allowed to scrape metrics."""
 
     def host(self, hostHeader: str | None) -> HostConfig | None:
         """
@@ -116,6 +137,9 @@ def parseConfig(source: str | bytes, base: str, where: str = "<config>") -> Serv
         bindPort=port,
         serverRoot=resolvePath(server.text("serverRoot") or ".", base),
         hosts=hosts,
+        metrics=(server.text("metrics") or "").strip().lower() == "true",
+        metricsAuthfile=(resolvePath(server.text("metricsAuthfile") or "", base)
+                         if server.text("metricsAuthfile") else None),
     )
 
 
@@ -234,6 +258,8 @@ def _plugin(item: Item, index: int, base: str, hostLabel: str) -> PluginConfig:
     if not library:
         raise ConfigError(f"{label}: missing property 'library'")
     name = pluginName(library)
+    if name in UNSUPPORTED_PLUGINS:
+        raise ConfigError(f"{label}: plugin {name!r} is not supported: {UNSUPPORTED_PLUGINS[name]}")
     if name not in SUPPORTED_PLUGINS:
         raise ConfigError(
             f"{label}: property 'library': unknown plugin {library!r} ({name!r}); "
@@ -242,10 +268,15 @@ def _plugin(item: Item, index: int, base: str, hostLabel: str) -> PluginConfig:
     properties: dict[str, str] = {}
     for key in item.properties:
         value = item.text(key)
-        if key == "library" or value is None:
+        if key in ("library", "plugin", "nested_plugins") or value is None:
             continue
         properties[key] = resolvePath(value, base) if key in PATH_PROPERTIES else value
-    return PluginConfig(name=name, library=library, properties=MappingProxyType(properties))
+    inner = _pluginItems(item)
+    for wrapper in item.items("nested_plugins"):
+        inner += [wrapper] if wrapper.text("library") is not None else _pluginItems(wrapper)
+    nested = tuple(_plugin(p, n, base, label) for n, p in enumerate(inner, start=1))
+    return PluginConfig(name=name, library=library, properties=MappingProxyType(properties),
+                        nested=nested)
 
 
 def _noDuplicates(hosts: tuple[HostConfig, ...], where: str) -> None:

@@ -11,26 +11,49 @@ Pipeline mapping (by Rusty Beam plugin name):
     C{authorization} (C{authfile}): the host's L{AuthGuard}; when authorization
     comes before basic-auth in the pipeline, its rules see every request as
     anonymous;
-  - C{access-log} (C{log_file}, C{format}): the host's access log.
+  - C{access-log} (C{log_file}, C{format}): the host's access log;
+  - every other plugin (cors, security-headers, compression, health-check, redirect,
+    error-handler, rate-limit, directory, config-reload, html-prettifier): a stage of
+    the host's L{rustybeam.plugins.Pipeline}, in front of the document service.
+
+L{Hosts} can be given a new configuration while running (config-reload): hosts
+that keep their name and root keep their store, notifier and open WebSockets.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+from typing import Any, Callable, Iterator
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.auth import AuthFile, Authorizer, loadAuthFile
-from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, ServerConfig
+from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, PluginConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
+from rustybeam.plugins import PipelineContext, pipelineFor
+from rustybeam.plugins.cors import trustedOrigins
 from rustybeam.resource import renderProblem
 from rustybeam.service import DocumentOptions, DocumentService
+from rustybeam.websocket import WebSocketUpgrade
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What every host's pipeline shares: the config file, how to reload it, metrics."""
+
+    configPath: str | None = None
+    reload: Callable[[], object] | None = None
+    metrics: Any = None
+    shuttingDown: Callable[[], bool] = lambda: False
+
 
 log = Logger()
 
@@ -84,13 +107,16 @@ def _flag(value: str | None, host: HostConfig, plugin: str, prop: str) -> bool:
 
 
 def privateFiles(host: HostConfig) -> frozenset[str]:
-    """The files a host's plugins read or write (users, rules, logs): never documents."""
-    return frozenset(
-        os.path.realpath(value)
-        for plugin in host.plugins
-        for key, value in plugin.properties.items()
-        if key in PATH_PROPERTIES - {"root_dir"} and value
-    )
+    """The files a host's plugins (nested ones included) read or write (users,
+    rules, logs, redirect rules): never documents."""
+    def walk(plugins: tuple[PluginConfig, ...]) -> Iterator[str]:
+        for plugin in plugins:
+            for key, value in plugin.properties.items():
+                if key in PATH_PROPERTIES - {"root_dir"} and value:
+                    yield os.path.realpath(value)
+            yield from walk(plugin.nested)
+
+    return frozenset(walk(host.plugins))
 
 
 def optionsFor(host: HostConfig, base: DocumentOptions) -> DocumentOptions:
@@ -102,9 +128,15 @@ def optionsFor(host: HostConfig, base: DocumentOptions) -> DocumentOptions:
             base.http,
             selectors=host.plugin("selector-handler") is not None,
             files=host.plugin("file-handler") is not None,
+            trustedOrigins=base.http.trustedOrigins + corsTrusted(host),
         ),
         enableWebSocket=host.plugin("websocket") is not None,
     )
+
+
+def corsTrusted(host: HostConfig) -> tuple[str, ...]:
+    """The origins the host's C{cors} plugins trust with a browser's credentials."""
+    return tuple(o for p in host.plugins if p.name == "cors" for o in trustedOrigins(p))
 
 
 def accessLogFor(host: HostConfig) -> AccessLog | None:
@@ -124,14 +156,43 @@ def _required(value: str | None, host: HostConfig, plugin: str, prop: str) -> st
 
 
 class VirtualHost(DocumentService):
-    """A L{DocumentService} for one C{HostConfig}, with its access log."""
+    """A L{DocumentService} for one C{HostConfig}, with its access log and plugin
+    pipeline."""
 
     def __init__(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None,
-                 reactor: object = None) -> None:
+                 reactor: object = None, server: ServerContext = ServerContext()) -> None:
         super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor)  # type: ignore[arg-type]
-        self.config = host
         self.name = host.hostName
+        self.server = server
+        self.clock = reactor
+        if server.metrics is not None:
+            server.metrics.observe(host.hostName, self)
+        self._configure(host, guard)
+
+    def _configure(self, host: HostConfig, guard: AuthGuard | None) -> None:
+        self.config = host
         self.accessLog = accessLogFor(host)
+        context = PipelineContext(host, guard, self.clock, self.server.configPath,  # type: ignore[arg-type]
+                                  self.server.reload, self.server.metrics,
+                                  self.server.shuttingDown)
+        self._front = pipelineFor(context, super().resource())
+
+    def resource(self) -> IResource:  # type: ignore[override]
+        return self._front
+
+    def reconfigure(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None) -> None:
+        """Take a reloaded configuration of this host (same name and root): new
+        rules, users, handlers and plugin settings; open WebSockets stay open and
+        keep the viewer they were admitted with."""
+        options = optionsFor(host, base)
+        old = self.accessLog
+        self.guard = self.documents.guard = guard
+        self.documents.options = options.http
+        self.documents.websocket = WebSocketUpgrade(self.factory) if options.enableWebSocket else None
+        self.store.options = options.store
+        self._configure(host, guard)
+        if old is not None:
+            old.close()
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
@@ -156,9 +217,10 @@ class HostRouter(Resource):
         if host is None:
             return _Problem()
         request.rustybeamAccessLog = host.accessLog  # type: ignore[attr-defined]
+        request.rustybeamHost = host.name  # type: ignore[attr-defined]
         request.prepath.pop()
         request.postpath.insert(0, path)
-        return host.resource()
+        return host.resource()  # type: ignore[return-value]
 
     def render(self, request: Request) -> bytes:
         return _Problem().render(request)
@@ -176,20 +238,62 @@ class _Problem(Resource):
         return renderProblem(request, UNKNOWN_HOST)
 
 
+class Hosts(MultiService):
+    """Every configured host as a service, and the router in front of them."""
+
+    log = Logger()
+
+    def __init__(self, config: ServerConfig, base: DocumentOptions,
+                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
+                 server: ServerContext = ServerContext()) -> None:
+        super().__init__()
+        self.base = base
+        self.reactor = reactor
+        self.server = server
+        hosts = {h.hostName: self._add(h, guards) for h in config.hosts}
+        self.router = HostRouter(config, hosts)
+
+    def _add(self, host: HostConfig, guards: dict[str, AuthGuard | None] | None) -> VirtualHost:
+        guard = guards[host.hostName] if guards is not None else guardFor(host)
+        service = VirtualHost(host, self.base, guard, self.reactor, self.server)
+        service.setServiceParent(self)
+        return service
+
+    def reload(self, config: ServerConfig, guards: dict[str, AuthGuard | None]) -> Deferred[Any]:
+        """
+        Serve C{config} from now on. A host with the same name and root is
+        reconfigured in place (its WebSockets stay open); a new host starts; a host
+        that is gone, or whose root changed, stops (closing its WebSockets with 1001).
+        """
+        old = self.router.hosts
+        hosts: dict[str, VirtualHost] = {}
+        stopping: list[object] = []
+        for host in config.hosts:
+            current = old.get(host.hostName)
+            if current is not None and current.config.hostRoot == host.hostRoot:
+                current.reconfigure(host, self.base, guards[host.hostName])
+                hosts[host.hostName] = current
+                continue
+            if current is not None:
+                stopping.append(current.disownServiceParent())
+            hosts[host.hostName] = self._add(host, guards)
+        for name, service in old.items():
+            if name not in hosts:
+                stopping.append(service.disownServiceParent())
+                if self.server.metrics is not None:
+                    self.server.metrics.forget(name)
+        self.router.config, self.router.hosts = config, hosts
+        return DeferredList([d for d in stopping if isinstance(d, Deferred)])
+
+
 def hostsService(config: ServerConfig, base: DocumentOptions,
-                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None
-                 ) -> tuple[MultiService, HostRouter]:
+                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
+                 server: ServerContext = ServerContext()) -> tuple[Hosts, HostRouter]:
     """
     Every configured host as a service, and the resource that routes to them.
 
     @param guards: each host's access control by host name, when already loaded
         (the command line loads them to validate the configuration).
     """
-    parent = MultiService()
-    hosts: dict[str, VirtualHost] = {}
-    for host in config.hosts:
-        guard = guards[host.hostName] if guards is not None else guardFor(host)
-        service = VirtualHost(host, base, guard, reactor)
-        service.setServiceParent(parent)
-        hosts[host.hostName] = service
-    return parent, HostRouter(config, hosts)
+    hosts = Hosts(config, base, guards, reactor, server)
+    return hosts, hosts.router

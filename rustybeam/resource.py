@@ -72,6 +72,7 @@ _PHRASES = {426: b"Upgrade Required"}
 def renderProblem(request: Request, problem: Problem) -> bytes:
     """Write C{problem} as the response: its status and a one-line text/plain reason."""
     request.setResponseCode(problem.status, _PHRASES.get(problem.status))
+    request.rustybeamProblem = problem.code  # type: ignore[attr-defined]
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     for name, value in problem.headers:

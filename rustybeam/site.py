@@ -14,6 +14,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from rustybeam.accesslog import AccessLog, entryFromRequest
+from rustybeam.metrics import DEFAULT_HOST
+from rustybeam.websocket import isUpgrade
 
 
 class LimitedRequest(Request):
@@ -42,18 +44,23 @@ class DocumentSite(Site):
     """
     A C{Site} for rustybeam resources, with a request body limit and an access log
     that knows the authenticated user (a host's own log, set on the request by the
-    host router, wins over the site's).
+    host router, wins over the site's). With L{rustybeam.metrics.Metrics}, it counts
+    the WebSocket handshakes that were refused, by the refusal's error code.
     """
 
     requestFactory = LimitedRequest
 
     def __init__(self, resource: IResource, maxBodyBytes: int,
-                 accessLog: AccessLog | None = None, **kwargs: Any) -> None:
+                 accessLog: AccessLog | None = None, metrics: Any = None, **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
         self.maxBodyBytes = maxBodyBytes
         self.accessLog = accessLog
+        self.metrics = metrics
 
     def log(self, request: Request) -> None:
+        if self.metrics is not None and request.code >= 400 and isUpgrade(request):
+            self.metrics.refused(getattr(request, "rustybeamHost", DEFAULT_HOST),
+                                 getattr(request, "rustybeamProblem", str(request.code)))
         accessLog = getattr(request, "rustybeamAccessLog", None) or self.accessLog
         if accessLog is None:
             super().log(request)

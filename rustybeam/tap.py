@@ -16,10 +16,16 @@ from twisted.python import usage
 from twisted.web.resource import Resource
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
+from rustybeam.auth import loadAuthFile
+from rustybeam.metrics import DEFAULT_HOST, Metrics
 from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
-from rustybeam.hosts import guardFor, hostsService
+from rustybeam.hosts import ServerContext, guardFor, hostsService
+from rustybeam.observe import MetricsEndpoint, ServerEndpoints
+from rustybeam.plugins import checkPipeline
+from rustybeam.plugins.config_reload import ConfigReloader
+from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService
@@ -82,12 +88,15 @@ class Options(usage.Options):
         ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _count],
         ["access-log", None, None, "Access log file ('-' for stdout)."],
         ["access-log-format", None, "common", "Access log format: common, combined or json."],
+        ["metrics-authfile", None, None,
+         "Users file (Credential items) whose users alone may read /_rustybeam/metrics."],
     ]
     optFlags = [
         ["no-compression", None, "Refuse permessage-deflate."],
         ["no-websocket", None, "Serve HTTP only."],
         ["no-fsync", None, "Do not fsync writes (faster, not crash-safe; for tests only)."],
         ["autobahn-testee", None, "Echo every message (for the Autobahn|Testsuite) with its limits raised."],
+        ["metrics", None, "Serve Prometheus metrics at /_rustybeam/metrics."],
     ]
 
     def __init__(self) -> None:
@@ -111,6 +120,7 @@ class Options(usage.Options):
             for host in self.serverConfig.hosts:
                 try:
                     self.guards[host.hostName] = guardFor(host)
+                    checkPipeline(host)
                 except (ConfigError, OSError) as e:
                     raise usage.UsageError(f"bad --config: {self['config']}: {e}") from None
                 if not os.path.isdir(host.hostRoot):
@@ -124,10 +134,26 @@ class Options(usage.Options):
             raise usage.UsageError(f"--root {self['root']!r} is not a directory")
         if self["access-log-format"] not in ("common", "combined", "json"):
             raise usage.UsageError("--access-log-format must be common, combined or json")
+        config = self.serverConfig
+        self.metricsEnabled = bool(self["metrics"] or (config is not None and config.metrics))
+        self.metricsUsers = None
+        authfile = self["metrics-authfile"] or (config.metricsAuthfile if config is not None else None)
+        if authfile is not None:
+            try:
+                self.metricsUsers = loadAuthFile(authfile).users
+            except (ConfigError, OSError) as e:
+                raise usage.UsageError(f"bad metrics users file: {e}") from None
+            if not self.metricsUsers:
+                raise usage.UsageError(f"bad metrics users file: {authfile}: no users")
 
     def _privateFiles(self) -> frozenset[str]:
-        log = self["access-log"]
-        return frozenset({os.path.realpath(log)}) if log not in (None, "-") else frozenset()
+        """Files that are never documents: the access log, the configuration (which
+        names every other private file, and which a write could turn into more
+        access) and the metrics users."""
+        config = getattr(self, "serverConfig", None)
+        files = [self["access-log"] if self["access-log"] != "-" else None, self["config"],
+                 self["metrics-authfile"], config.metricsAuthfile if config is not None else None]
+        return frozenset(os.path.realpath(f) for f in files if f is not None)
 
     def documentOptions(self) -> DocumentOptions:
         websocket = WebSocketOptions(
@@ -180,12 +206,23 @@ def makeService(options: Options) -> IService:
 
     txaio.set_global_log_level("info")
     top = MultiService()
+    lifecycle = Lifecycle()
     documentOptions = options.documentOptions()
     config = options.serverConfig
+    metrics = Metrics() if options.metricsEnabled else None
+    reloader = None
+    if config is not None:
+        reloader = ConfigReloader(os.path.abspath(options["config"]), config, reactor)
+    server = ServerContext(configPath=reloader.path if reloader is not None else None, metrics=metrics,
+                           reload=reloader.reload if reloader is not None else None,
+                           shuttingDown=lifecycle.shuttingDown)
     root: Resource
     if config is not None:
-        hosts, root = hostsService(config, documentOptions, options.guards, reactor)
+        hosts, root = hostsService(config, documentOptions, options.guards, reactor, server)
         hosts.setServiceParent(top)
+        assert reloader is not None
+        reloader.hosts = hosts
+        reloader.setServiceParent(top)
         port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
     else:
         documents = DocumentService(options["root"], documentOptions, reactor=reactor)
@@ -193,14 +230,21 @@ def makeService(options: Options) -> IService:
             from rustybeam.testee import EchoProtocol
 
             documents.factory.protocol = EchoProtocol
+        if metrics is not None:
+            metrics.observe(DEFAULT_HOST, documents)
         documents.setServiceParent(top)
         root = documents.resource()
         port = options["port"] or "tcp:3000"
     accessLog = None
     if options["access-log"] is not None:
         accessLog = AccessLog(AccessLogOptions(options["access-log"], options["access-log-format"]))
-    site = DocumentSite(root, documentOptions.http.maxBodyBytes, accessLog)
+    endpoints: dict[bytes, Resource] = {b"health": ServerHealth(lifecycle.shuttingDown)}
+    if metrics is not None:
+        endpoints[b"metrics"] = MetricsEndpoint(metrics, options.metricsUsers)
+    site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes,
+                        accessLog, metrics)
     endpointService(port, site).setServiceParent(top)
+    lifecycle.setServiceParent(top)
     return top
 
 

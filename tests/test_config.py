@@ -220,11 +220,18 @@ def test_error_missing_host_root(tmp_path: Path) -> None:
 
 
 def test_error_unknown_plugin_library(tmp_path: Path) -> None:
-    path = writeConfig(tmp_path, hosts=(("example.com", "r", "file://./plugins/librusty_beam_cors.so"),))
+    path = writeConfig(tmp_path, hosts=(("example.com", "r", "file://./plugins/librusty_beam_frobnicator.so"),))
     message = errorOf(path)
     assert path in message
     assert "HostConfig #1 (example.com): Plugin #1" in message
-    assert "'library'" in message and "unknown plugin" in message and "cors" in message
+    assert "'library'" in message and "unknown plugin" in message and "frobnicator" in message
+
+
+@pytest.mark.parametrize("name", ["oauth2", "google-oauth2", "javascript-engine"])
+def test_error_unsupported_plugin_says_why(tmp_path: Path, name: str) -> None:
+    library = f"file://./plugins/librusty_beam_{name.replace('-', '_')}.so"
+    message = errorOf(writeConfig(tmp_path, hosts=(("example.com", "r", library),)))
+    assert f"plugin {name!r} is not supported: " in message and "rustybeam" in message
 
 
 def test_error_missing_plugin_library(tmp_path: Path) -> None:

@@ -26,8 +26,9 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def protectedHost(tmp: Path, *args: str) -> Server:
-    """websocket-config.html behind basic-auth and authorization (admin may do anything)."""
+def protectedHost(tmp: Path, *args: str, cors: dict[str, str] | None = None) -> Server:
+    """websocket-config.html behind basic-auth and authorization (admin may do anything),
+    optionally with a C{cors} plugin with these properties."""
     config = (FIXTURES / "config" / "websocket-config.html").read_text()
     authfile = "file://./root/users.html"
     rows = "".join(
@@ -36,6 +37,11 @@ def protectedHost(tmp: Path, *args: str) -> Server:
         f'<span itemprop="authfile">{authfile}</span></td></tr>\n'
         for library in ("librusty_beam_basic_auth.so", "librusty_beam_authorization.so")
     )
+    if cors is not None:
+        rows = ('<tr><td>Plugin</td><td itemprop="plugin" itemscope itemtype="https://rustybeam.net/schema/Plugin">'
+                '<span itemprop="library">file://./plugins/cors.so</span>'
+                + "".join(f'<span itemprop="{k}">{v}</span>' for k, v in cors.items())
+                + '</td></tr>\n' + rows)
     first = config.index("<tr>\n                <td>Plugin</td>")
     config = config[:first] + rows + config[first:]
     config = config.replace("tests/plugins/hosts/websocket", "root")
@@ -174,3 +180,21 @@ def test_hosts_without_authentication_accept_foreign_writes(docs: Docs) -> None:
 ])
 def test_same_origin_compares_host_and_port(origin: str, host: bytes | None, same: bool) -> None:
     assert sameOrigin(origin, host) is same
+
+
+@pytest.mark.parametrize("cors,origin,status", [
+    ({"allowed_origins": "https://app.example"}, "https://app.example", 206),
+    ({"allowed_origins": "https://app.example"}, "https://other.example", 403),
+    ({}, "https://app.example", 403),
+    ({"allowed_origins": "*"}, "https://app.example", 403),
+    ({"allowed_origins": "*", "allow_credentials": "true"}, "https://app.example", 206),
+])
+def test_origins_the_cors_plugin_trusts_with_credentials_may_write(
+        tmp_path: Path, cors: dict[str, str], origin: str, status: int) -> None:
+    server = protectedHost(tmp_path, cors=cors)
+    try:
+        r = server.select("PUT", "/doc.html", "#content", "<div id=content>cors</div>",
+                          {**own(server), "Origin": origin})
+        assert r.status == status, r.text
+    finally:
+        server.stop()
