@@ -33,12 +33,14 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
-from rustybeam.accesslog import AccessLog, AccessLogOptions
-from rustybeam.auth import AuthFile, Authorizer, loadAuthFile
-from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, PluginConfig, ServerConfig
+from rustybeam.accesslog import AccessLog
+from rustybeam.config import PATH_PROPERTIES, HostConfig, PluginConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
 from rustybeam.plugins import PipelineContext, pipelineFor
+from rustybeam.plugins.access_log import accessLog
+from rustybeam.plugins.authorization import authorizer
+from rustybeam.plugins.basic_auth import basicAuth
 from rustybeam.plugins.cors import trustedOrigins
 from rustybeam.resource import renderProblem
 from rustybeam.service import DocumentOptions, DocumentService
@@ -57,53 +59,21 @@ class ServerContext:
 
 log = Logger()
 
-ALLOW_ANONYMOUS = "allow_anonymous"
-"""rustybeam's basic-auth property: let requests without credentials reach the rules."""
-
-
 def guardFor(host: HostConfig) -> AuthGuard | None:
     """The access control a host's pipeline asks for, or C{None} if none."""
     names = [p.name for p in host.plugins]
-    basic, authorization = host.plugin("basic-auth"), host.plugin("authorization")
-    if basic is None and authorization is None:
+    basic, rules = host.plugin("basic-auth"), host.plugin("authorization")
+    if basic is None and rules is None:
         return None
-    users = None
-    realm = GuardOptions.realm
-    anonymous = False
-    if basic is not None:
-        users = _load(_required(basic.get("authfile"), host, "basic-auth", "authfile")).users
-        realm = basic.get("realm") or realm
-        anonymous = _flag(basic.get(ALLOW_ANONYMOUS), host, "basic-auth", ALLOW_ANONYMOUS)
-    authorizer = None
-    if authorization is not None:
-        authfile = _required(authorization.get("authfile"), host, "authorization", "authfile")
-        authorizer = Authorizer(_load(authfile).rules)
-    first = basic is None or authorization is None or (
-        names.index("basic-auth") < names.index("authorization")
-    )
-    return AuthGuard(GuardOptions(users, realm, authorizer, authenticateFirst=first,
-                                  allowAnonymous=anonymous))
-
-
-def _load(path: str) -> AuthFile:
-    """A users/rules file, with a warning for each rule left out."""
-    loaded = loadAuthFile(path)
-    for reason in loaded.skipped:
-        log.warn("{reason}", reason=reason)
-    return loaded
-
-
-def _flag(value: str | None, host: HostConfig, plugin: str, prop: str) -> bool:
-    """A boolean plugin property: absent or empty is off."""
-    if value is None or not value.strip():
-        return False
-    word = value.strip().lower()
-    if word in ("true", "yes", "on", "1"):
-        return True
-    if word in ("false", "no", "off", "0"):
-        return False
-    raise ConfigError(f"HostConfig ({host.hostName}): plugin {plugin}: property {prop!r} "
-                      f"must be true or false, not {value!r}")
+    login = basicAuth(basic, host) if basic is not None else None
+    first = basic is None or rules is None or names.index("basic-auth") < names.index("authorization")
+    return AuthGuard(GuardOptions(
+        users=login.users if login is not None else None,
+        realm=login.realm if login is not None else GuardOptions.realm,
+        authorizer=authorizer(rules, host) if rules is not None else None,
+        authenticateFirst=first,
+        allowAnonymous=login is not None and login.allowAnonymous,
+    ))
 
 
 def privateFiles(host: HostConfig) -> frozenset[str]:
@@ -141,18 +111,7 @@ def corsTrusted(host: HostConfig) -> tuple[str, ...]:
 
 def accessLogFor(host: HostConfig) -> AccessLog | None:
     plugin = host.plugin("access-log")
-    if plugin is None:
-        return None
-    try:
-        return AccessLog(AccessLogOptions.fromProperties(plugin.properties))
-    except OSError as e:
-        raise ConfigError(f"HostConfig ({host.hostName}): access-log: property 'log_file': {e}") from None
-
-
-def _required(value: str | None, host: HostConfig, plugin: str, prop: str) -> str:
-    if not value:
-        raise ConfigError(f"HostConfig ({host.hostName}): plugin {plugin}: missing property {prop!r}")
-    return value
+    return accessLog(plugin, host) if plugin is not None else None
 
 
 class VirtualHost(DocumentService):

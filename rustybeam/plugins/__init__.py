@@ -7,7 +7,9 @@ rest are not asked), and the I{response phase} then gives the response to every
 plugin, again in pipeline order, to change its status, headers or body.
 
 Here the handlers of rustybeam itself (file-handler, selector-handler, websocket,
-basic-auth, authorization, access-log) are the host's L{DocumentService}; every other
+basic-auth, authorization, access-log) are the host's L{DocumentService}, whose
+basic-auth, authorization and access-log parts the modules C{basic_auth},
+C{authorization} and C{access_log} read from their plugin items; every other
 plugin is a L{Stage}, and L{Pipeline} is the C{IResource} in front of the service
 that runs the stages' two phases around it. One module per plugin in this package
 builds its stage from the plugin's properties (C{stage(plugin, context)}).
