@@ -3,10 +3,11 @@ The document store: parse, apply, persist, and record every change.
 
 L{DocumentStore} owns one directory of documents. Reads come from a bounded cache of
 parsed lxml trees that is re-read when a file changes underneath (mtime, size, inode).
-Writes to one document are applied one at a time in arrival order; each is computed on
-a copy of the tree (so a failure leaves nothing changed), written atomically and
-durably (temporary file, fsync, rename, directory fsync) in a worker thread, and only
-then installed in the cache and reported, as one L{Change}, to the change sink.
+Writes to one document are applied one at a time in arrival order; each edits the
+document's working tree in place in a worker thread (readers keep the committed tree,
+see L{rustybeam.versions}; a failed edit discards the working tree), is written
+atomically and durably (temporary file, fsync, rename, directory fsync), and only then
+committed and reported, as one L{Change}, to the change sink.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from rustybeam import markup
+from rustybeam import markup, roundtrip, versions
 from rustybeam.changes import Change, ChangeSink
 from rustybeam.errors import (
     IS_DIRECTORY,
@@ -89,7 +90,11 @@ class WriteResult:
 @dataclass
 class _Cached:
     stamp: tuple[int, int, int]
-    tree: etree._ElementTree
+    lineage: versions.Lineage
+
+    @property
+    def tree(self) -> etree._ElementTree:
+        return self.lineage.committed
 
 
 def contentTypeOf(filename: str) -> str:
@@ -240,7 +245,7 @@ class DocumentStore:
         try:
             st = os.stat(doc.filename)
         except (FileNotFoundError, NotADirectoryError):
-            self._cache.pop(doc.url, None)
+            self._forget(doc.url)
             raise NOT_FOUND from None
         cached = self._cache.get(doc.url)
         if cached is not None and cached.stamp == _stamp(st):
@@ -284,11 +289,24 @@ class DocumentStore:
             raise NO_MATCH.because(selector.css)
         return matches
 
-    def _remember(self, url: str, stamp: tuple[int, int, int], tree: etree._ElementTree) -> None:
-        self._cache[url] = _Cached(stamp, tree)
+    def _remember(self, url: str, stamp: tuple[int, int, int],
+                  tree: etree._ElementTree | versions.Lineage) -> None:
+        lineage = tree if isinstance(tree, versions.Lineage) else versions.Lineage(tree)
+        self._forget(url, keep=lineage)
+        self._cache[url] = _Cached(stamp, lineage)
         self._cache.move_to_end(url)
         while len(self._cache) > self.options.cacheSize:
-            self._cache.popitem(last=False)
+            _, evicted = self._cache.popitem(last=False)
+            evicted.lineage.release()
+
+    def _forget(self, url: str, keep: versions.Lineage | None = None) -> None:
+        cached = self._cache.pop(url, None)
+        if cached is not None and cached.lineage is not keep:
+            cached.lineage.release()
+
+    def _lineage(self, doc: DocumentPath) -> versions.Lineage:
+        self.tree(doc)
+        return self._cache[doc.url].lineage
 
     # Writing
 
@@ -347,9 +365,9 @@ class DocumentStore:
     async def _serialized(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
                           plan: partial[_Plan]) -> WriteResult:
         """
-        Apply one write in its turn: check it, compute it from the current tree in a
-        worker thread (C{plan} is L{_applySelector} or L{_applyWhole} with all but
-        that tree bound), persist it, number it and report it.
+        Apply one write in its turn: check it, compute it in a worker thread (C{plan}
+        is L{_applySelector}, given the document's lineage, or L{_applyWhole}, given
+        its current tree), persist it, commit it, number it and report it.
         """
         lock = self._locks.setdefault(doc.url, DeferredLock())
         await lock.acquire()
@@ -357,14 +375,21 @@ class DocumentStore:
             self._checkPrecondition(doc, ifMatch)
             if not self.isLoaded(doc):
                 await self.load(doc)
-            current = self.tree(doc) if plan.func is _applySelector else self.treeOrNone(doc)
+            if plan.func is _applySelector:
+                lineage: versions.Lineage | None = self._lineage(doc)
+                current: etree._ElementTree | None = lineage.committed
+                subject: object = lineage
+            else:
+                current = subject = self.treeOrNone(doc)
+                cached = self._cache.get(doc.url)
+                lineage = cached.lineage if current is not None and cached is not None else None
             if check is not None:
                 check(current)
             try:
-                p = await self._inThread(lambda: plan(current))
+                p = await self._inThread(lambda: plan(subject))
             except ValueError as e:
                 raise UNSTORABLE.because(_oneLine(e)) from None
-            etag = await self._persist(doc, p)
+            etag = await self._persist(doc, p, lineage)
             sequence = self.sequence(doc.url) + 1
             self._sequences[doc.url] = sequence
             change = p.change(doc.url, sequence)
@@ -390,8 +415,12 @@ class DocumentStore:
         if info is None or info.etag not in tags:
             raise PRECONDITION_FAILED
 
-    async def _persist(self, doc: DocumentPath, p: _Plan) -> str | None:
-        """Write C{p} to disk; the new file's ETag (C{None} once it is deleted)."""
+    async def _persist(self, doc: DocumentPath, p: _Plan,
+                       lineage: versions.Lineage | None) -> str | None:
+        """
+        Write C{p} to disk and commit it to the cache (C{lineage} is the document's
+        before the write); the new file's ETag (C{None} once it is deleted).
+        """
         try:
             if p.data is None:
                 await self._inThread(lambda: durableUnlink(doc.filename, self.options.fsync))
@@ -401,16 +430,31 @@ class DocumentStore:
                 stamp = await self._inThread(
                     lambda: atomicWrite(doc.filename, data, self.options.fsync))
         except FileNotFoundError:
-            self._cache.pop(doc.url, None)
+            if lineage is not None:
+                lineage.release()
+            self._forget(doc.url)
             raise NOT_FOUND from None
         except OSError as e:
-            self._cache.pop(doc.url, None)
+            if lineage is not None:
+                lineage.release()
+            self._forget(doc.url)
             self.log.error("writing {file} failed: {error}", file=doc.filename, error=e)
             raise WRITE_FAILED.because(e.strerror or type(e).__name__) from None
-        if stamp is None or p.after is None:
-            self._cache.pop(doc.url, None)
+        previous = lineage.latest if lineage is not None else None
+        if p.edit is not None and p.tree is not None and lineage is not None:
+            lineage.commit(p.edit, p.tree)
+            p.versions = _EditVersions(p.edit)
+            assert stamp is not None
+            self._remember(doc.url, _stamp(stamp), lineage)
         else:
-            self._remember(doc.url, _stamp(stamp), p.after)
+            installed = None
+            if stamp is not None and p.tree is not None:
+                installed = versions.Lineage(p.tree)
+                installed.verified = p.verified
+                self._remember(doc.url, _stamp(stamp), installed)
+            else:
+                self._forget(doc.url)
+            p.versions = _WholeVersions(previous, installed.origin if installed else None)
         return _etag(stamp) if stamp is not None else None
 
     def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:
@@ -427,59 +471,74 @@ class DocumentStore:
 
 
 def _applySelector(method: str, selector: Selector, body: bytes,
-                   before: etree._ElementTree | None) -> _Plan:
-    """A selector write computed on a copy of C{before}; it runs in a worker thread
-    and touches nothing but its arguments."""
-    assert before is not None
+                   lineage: versions.Lineage) -> _Plan:
+    """
+    A selector write, made on the working tree of C{lineage} in a worker thread; a
+    failure discards that tree, so it leaves nothing changed. The edit is checked to
+    round-trip (L{rustybeam.roundtrip}): by the cost of the edit once the document is
+    known to, by parsing the whole result before that.
+    """
     text = decodeBody(body) if method != "DELETE" else ""
-    targets = selector.select(before.getroot())
+    tree = lineage.working()
+    try:
+        return _edit(method, selector, text, tree, lineage.verified)
+    except BaseException:
+        lineage.discardWorking()
+        raise
+
+
+def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
+          verified: bool) -> _Plan:
+    targets = selector.select(tree.getroot())
     if not targets:
         raise NO_MATCH.because(selector.css)
-    after = markup.copyTree(before)
-    copies = selector.select(after.getroot())
     if method != "POST":
-        keep = _outermost(targets)
-        targets = [t for t, k in zip(targets, keep) if k]
-        copies = [c for c, k in zip(copies, keep) if k]
+        targets = [t for t, k in zip(targets, _outermost(targets)) if k]
+    if method == "PUT" and targets[0].getparent() is None:
+        after = markup.parseDocument(text)
+        data = markup.serializeDocument(after)
+        if not roundtrip.documentRoundTrips(after, data):
+            raise RESTRUCTURED
+        return _Plan(method, selector.css, markup.serialize(after.getroot()), data,
+                     tree=after, verified=True)
+    edit = versions.Edit()
+    if method != "POST":
+        edit.removed = [versions.pathOf(t) for t in targets]
     pieces: list[str] = []
     inserted: list[etree._Element] = []
     containers: list[etree._Element] = []
-    for target in copies:
+    for target in targets:
+        parent = target.getparent()
         if method == "DELETE":
             pieces.append(markup.serialize(target))
-            containers.append(markup.detach(target))
-            continue
-        if method == "POST":
+            step = versions.remove(target)
+            container = parent if parent is not None else target
+            nodes: list[markup.Node] = []
+        elif method == "POST":
             nodes = markup.parseFragment(text, str(target.tag))
-            markup.insertNodes(target, len(target), target[-1] if len(target) else None, nodes)
-            containers.append(target)
-        elif target.getparent() is None:
-            after = markup.parseDocument(text)
-            nodes = [after.getroot()]
+            step = versions.append(target, nodes)
+            container = target
         else:
-            parent = target.getparent()
             if parent.getparent() is None and target.tag in ("head", "body"):
                 nodes = [markup.parseDocument(text).getroot().find(target.tag)]
             else:
                 nodes = markup.parseFragment(text, str(parent.tag))
-            markup.replaceWith(target, nodes)
-            containers.append(parent)
-        pieces.append(markup.serializeAll(nodes))
-        inserted.extend(n for n in nodes if not isinstance(n, str))
-    data = markup.serializeDocument(after)
-    if not markup.sameStructure(after, markup.parseDocument(data)):
+            step = versions.replace(target, nodes)
+            container = parent
+        edit.steps.append(step)
+        containers.append(container)
+        if method != "DELETE":
+            pieces.append(markup.serializeAll(nodes))
+            inserted.extend(n for n in nodes if not isinstance(n, str))
+        if verified and not roundtrip.editRoundTrips(tree, container, step.index, step.inserted):
+            raise RESTRUCTURED
+    data = markup.serializeDocument(tree)
+    if not verified and not roundtrip.documentRoundTrips(tree, data):
         raise RESTRUCTURED
-    return _Plan(
-        method=method,
-        selector=selector.css,
-        content="\n".join(pieces),
-        data=data,
-        before=before,
-        after=after,
-        removed=tuple(targets) if method != "POST" else (),
-        inserted=tuple(inserted),
-        containers=tuple(containers),
-    )
+    edit.inserted = [versions.pathOf(e) for e in inserted]
+    edit.containers = [versions.pathOf(e) for e in containers]
+    return _Plan(method, selector.css, "\n".join(pieces), data, tree=tree, edit=edit)
+
 
 def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
                 before: etree._ElementTree | None) -> _Plan:
@@ -488,8 +547,7 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
     if method == "DELETE":
         if not exists:
             raise NOT_FOUND
-        return _Plan(method, "", "", None, before, None,
-                     removed=(before.getroot(),) if before is not None else ())
+        return _Plan(method, "", "", None)
     assert body is not None
     if not os.path.isdir(os.path.dirname(doc.filename)):
         raise NOT_FOUND.because("the parent directory does not exist")
@@ -499,43 +557,63 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
         text = decodeBody(body)
         after = markup.parseDocument(text)
         content = text
-    return _Plan(
-        method, "", content, body, before, after,
-        removed=(before.getroot(),) if before is not None else (),
-        inserted=(after.getroot(),) if after is not None else (),
-        created=not exists,
-    )
+    return _Plan(method, "", content, body, tree=after, created=not exists)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
-    """A computed write, not yet on disk: the bytes to store and the change it makes."""
+    """A computed write, not yet on disk: the bytes to store, the tree they are the
+    serialization of, and the edit that made it (C{None} when the tree is new)."""
 
     method: str
     selector: str
     content: str
     data: bytes | None
-    before: etree._ElementTree | None
-    after: etree._ElementTree | None
-    removed: tuple[etree._Element, ...] = ()
-    inserted: tuple[etree._Element, ...] = ()
-    containers: tuple[etree._Element, ...] = ()
+    tree: etree._ElementTree | None = None
+    edit: versions.Edit | None = None
+    verified: bool = False
     created: bool = False
+    versions: _EditVersions | _WholeVersions | None = None
+    """Set when the write is committed."""
 
     def change(self, url: str, sequence: int) -> Change:
-        return Change(
-            method=self.method,
-            url=url,
-            selector=self.selector,
-            sequence=sequence,
-            content=self.content,
-            before=self.before,
-            after=self.after,
-            removed=self.removed,
-            inserted=self.inserted,
-            containers=self.containers,
-            size=len(self.data) if self.data is not None else 0,
-        )
+        assert self.versions is not None
+        return Change.lazy(self.method, url, self.selector, sequence, self.content,
+                           len(self.data) if self.data is not None else 0, self.versions)
+
+
+class _EditVersions:
+    """The versions around an edit of a lineage."""
+
+    def __init__(self, edit: versions.Edit) -> None:
+        self.edit = edit
+        self.removed = edit.removed
+        self.inserted = edit.inserted
+        self.containers = edit.containers
+
+    def treeBefore(self) -> etree._ElementTree:
+        return self.edit.treeBefore()
+
+    def treeAfter(self) -> etree._ElementTree:
+        return self.edit.treeAfter()
+
+
+class _WholeVersions:
+    """The versions around a write that replaced the whole document: the last version
+    of the old lineage, the first of the new one."""
+
+    def __init__(self, before: versions.Edit | None, after: versions.Edit | None) -> None:
+        self.before = before
+        self.after = after
+        self.removed = [()] if before is not None else []
+        self.inserted = [()] if after is not None else []
+        self.containers: list[versions.Path] = []
+
+    def treeBefore(self) -> etree._ElementTree | None:
+        return self.before.treeAfter() if self.before is not None else None
+
+    def treeAfter(self) -> etree._ElementTree | None:
+        return self.after.treeAfter() if self.after is not None else None
 
 
 def _outermost(elements: list[etree._Element]) -> list[bool]:
