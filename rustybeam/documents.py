@@ -520,7 +520,10 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
             container = target
         else:
             if parent.getparent() is None and target.tag in ("head", "body"):
-                nodes = [markup.parseDocument(text).getroot().find(target.tag)]
+                found = markup.parseDocument(text).getroot().find(target.tag)
+                if found is None:
+                    raise RESTRUCTURED
+                nodes = [found]
             else:
                 nodes = markup.parseFragment(text, str(parent.tag))
             step = versions.replace(target, nodes)

@@ -42,7 +42,12 @@ def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: i
 
 
 def _shallow(element: etree._Element) -> etree._Element:
-    return etree.Element(element.tag, dict(element.attrib))
+    """An element's tag and attributes, standing for it with its content (an empty
+    C{<li>} gets a comment, as lxml leaves out the end tag of an empty one)."""
+    copy = etree.Element(element.tag, dict(element.attrib))
+    if element.tag == "li":
+        copy.append(etree.Comment(""))
+    return copy
 
 
 def _elementSibling(element: etree._Element, preceding: bool) -> etree._Element | None:
@@ -56,30 +61,45 @@ def _skeleton(container: etree._Element, index: int, count: int) -> etree._Eleme
     chain = [container, *container.iterancestors()]
     chain.reverse()
     top = current = _shallow(chain[0])
-    for link in chain[1:]:
-        previous = _elementSibling(link, preceding=True)
-        if previous is not None:
-            current.append(_shallow(previous))
+    for depth, link in enumerate(chain[1:]):
         copy = _shallow(link)
-        current.append(copy)
-        following = _elementSibling(link, preceding=False)
-        if following is not None:
-            current.append(_shallow(following))
+        if depth == 0:
+            for child in chain[0]:
+                if child is link:
+                    current.append(copy)
+                elif isinstance(child.tag, str):
+                    current.append(_shallow(child))
+        else:
+            previous = _elementSibling(link, preceding=True)
+            if previous is not None:
+                current.append(_shallow(previous))
+            current.append(copy)
+            following = _elementSibling(link, preceding=False)
+            if following is not None:
+                current.append(_shallow(following))
         current = copy
+    if container is chain[0]:
+        for child in container[:max(index - 1, 0)]:
+            if isinstance(child.tag, str):
+                current.append(_shallow(child))
     if index > 0:
         previousNode = container[index - 1]
         if isinstance(previousNode.tag, str):
             shallow = _shallow(previousNode)
             shallow.tail = previousNode.tail
             current.append(shallow)
+        elif len(current):
+            current[-1].tail = previousNode.tail
         else:
             current.text = previousNode.tail
     else:
         current.text = container.text
     for offset in range(count):
         current.append(deepcopy(container[index + offset]))
-    for node in container[index + count:]:
+    following = container[index + count:]
+    for node in following:
         if isinstance(node.tag, str):
             current.append(_shallow(node))
-            break
+            if container is not chain[0]:
+                break
     return top

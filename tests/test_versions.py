@@ -1,0 +1,99 @@
+"""
+The store edits trees in place: every change must still carry its own two versions
+of the document (rebuilt on demand), and a failed write must leave nothing changed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+
+from rustybeam import markup, selectors
+from rustybeam.changes import Change
+from rustybeam.documents import DocumentStore, StoreOptions
+from rustybeam.errors import Problem
+
+DOCUMENTS = Path(__file__).resolve().parent / "data" / "documents"
+
+
+class Recorder:
+    def __init__(self, root: Path) -> None:
+        shutil.copytree(DOCUMENTS, root)
+        self.root = root
+        self.changes: list[Change] = []
+        self.files: list[str] = []
+        self.store = DocumentStore(str(root), self.record, StoreOptions(fsync=False))
+        self.doc = self.store.locate("/doc.html")
+
+    def record(self, change: Change) -> None:
+        self.changes.append(change)
+        self.files.append((self.root / "doc.html").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    return Recorder(tmp_path / "docs")
+
+
+def shape(tree: object) -> str:
+    return markup.serializeDocument(tree).decode()  # type: ignore[arg-type]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_change_keeps_its_own_versions_after_later_writes(recorder: Recorder) -> None:
+    s, doc = recorder.store, recorder.doc
+    original = (recorder.root / "doc.html").read_text(encoding="utf-8")
+    await s.append(doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    await s.replace(doc, selectors.compile("#content"), b'<div id="content">New <b>x</b></div>')
+    await s.remove(doc, selectors.compile(".note"))
+    await s.append(doc, selectors.compile("#c"), b" and more<i>!</i>")
+    await s.replace(doc, selectors.compile("li"), b"<li>all</li>")
+    await s.remove(doc, selectors.compile("#content b"))
+    expected = [markup.serializeDocument(markup.parseDocument(original)).decode(), *recorder.files]
+    for i, change in enumerate(recorder.changes):
+        assert change.before is not None and change.after is not None
+        assert shape(change.before) == expected[i], i
+        assert shape(change.after) == expected[i + 1], i
+        assert all(e.getroottree().getroot() is change.before.getroot() for e in change.removed)
+        assert all(e.getroottree().getroot() is change.after.getroot()
+                   for e in (*change.inserted, *change.containers))
+    assert [e.get("id") for e in recorder.changes[1].removed] == ["content"]
+    assert [e.get("id") for e in recorder.changes[1].inserted] == ["content"]
+    assert [e.tag for e in recorder.changes[3].containers] == ["li"]
+    assert [markup.serialize(e) for e in recorder.changes[4].inserted][0] == "<li>all</li>"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_write_leaves_the_next_write_a_clean_tree(recorder: Recorder) -> None:
+    s, doc = recorder.store, recorder.doc
+    await s.append(doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    with pytest.raises(Problem) as e:
+        await s.append(doc, selectors.compile("p.note"), b'<p id="moved">nested</p>')
+    assert e.value.status == 400
+    with pytest.raises(Problem) as e:
+        await s.replace(doc, selectors.compile("#r1"), b"<div>b</div>")
+    assert e.value.status == 400
+    await s.append(doc, selectors.compile("#list"), b'<li id="d">D</li>')
+    text = (recorder.root / "doc.html").read_text(encoding="utf-8")
+    assert '<li id="c">C</li>' in text and '<li id="d">D</li>' in text
+    assert "moved" not in text and "<div>b</div>" not in text and '<tr id="r1">' in text
+    assert shape(s.tree(doc)) == text
+    assert shape(recorder.changes[-1].after) == text
+
+
+@pytest_twisted.ensureDeferred
+async def test_whole_document_write_carries_the_last_version_before_it(recorder: Recorder) -> None:
+    s, doc = recorder.store, recorder.doc
+    await s.append(doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    before = (recorder.root / "doc.html").read_text(encoding="utf-8")
+    await s.putDocument(doc, b"<!DOCTYPE html><p id=new>new</p>")
+    await s.append(doc, selectors.compile("body"), b"<p>after</p>")
+    whole = recorder.changes[1]
+    assert whole.before is not None and shape(whole.before) == before
+    assert whole.after is not None and whole.after.getroot().find(".//p").get("id") == "new"
+    assert "after" not in shape(whole.after)
+    assert whole.removed[0] is whole.before.getroot()
+    assert whole.inserted[0] is whole.after.getroot()
