@@ -201,6 +201,30 @@ class DocumentStore:
         self._origin = time.time_ns() // 1000
         self._inflight: set[Deferred] = set()
 
+    def removeLeftovers(self) -> int:
+        """
+        Delete the temporary files that writes killed midway left under the root
+        (only regular files named with our prefix and suffix; symbolic links are
+        not followed); return how many. Call it before serving.
+        """
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.path.islink(path) or not os.path.isfile(path):
+                        continue
+                    os.unlink(path)
+                    removed += 1
+                except OSError as e:
+                    self.log.warn("could not remove {file}: {error}", file=path, error=e)
+        if removed:
+            self.log.info("removed {count} temporary files left by interrupted writes",
+                          count=removed)
+        return removed
+
     # Reading
 
     def locate(self, rawPath: bytes | str) -> DocumentPath:

@@ -77,6 +77,7 @@ class DocumentService(Service):
         return self._resource
 
     def startService(self) -> None:
+        self.store.removeLeftovers()
         super().startService()
         self.notifier.startService()
 

@@ -282,3 +282,22 @@ def test_process_killed_during_writes_leaves_an_old_or_new_document_never_a_torn
             assert r.body != leftover.read_bytes()
     finally:
         server.stop()
+
+
+def test_temporary_files_left_by_killed_writes_are_removed_at_start_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("leftovers")
+    (root / "sub").mkdir()
+    (root / "doc.html").write_text("<p>doc</p>")
+    ours = [root / ".rustybeam-a1b2c3.tmp", root / "sub" / ".rustybeam-zz.tmp"]
+    others = [root / ".other-a1.tmp", root / "rustybeam-a1.tmp", root / ".rustybeam-a1.html"]
+    for path in (*ours, *others):
+        path.write_bytes(b"partial")
+    server = Server(root).start()
+    try:
+        assert server.request("GET", "/doc.html").status == 200
+        assert [p for p in ours if p.exists()] == []
+        assert [p for p in others if not p.exists()] == []
+    finally:
+        server.stop()
