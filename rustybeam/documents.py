@@ -519,7 +519,7 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
     if method != "POST":
         targets = [t for t, k in zip(targets, _outermost(targets)) if k]
     if method == "PUT" and targets[0].getparent() is None:
-        after = markup.parseDocument(text)
+        after = markup.parseWhole(text)
         data = markup.serializeDocument(after)
         if not roundtrip.documentRoundTrips(after, data):
             raise RESTRUCTURED
@@ -582,7 +582,7 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
     content = ""
     if doc.isHTML:
         text = decodeBody(body)
-        after = markup.parseDocument(text)
+        after = markup.parseWhole(text)
         content = text
     return _Plan(method, "", content, body, tree=after, created=not exists)
 

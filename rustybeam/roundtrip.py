@@ -25,7 +25,7 @@ from rustybeam import markup
 
 def documentRoundTrips(tree: etree._ElementTree, data: bytes) -> bool:
     """Whether C{data}, the serialization of C{tree}, parses back into its structure."""
-    return markup.sameStructure(tree, markup.parseDocument(data))
+    return markup.sameStructure(tree, markup.parseWhole(data.decode("utf-8")))
 
 
 def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: int,

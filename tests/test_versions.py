@@ -97,3 +97,15 @@ async def test_whole_document_write_carries_the_last_version_before_it(recorder:
     assert "after" not in shape(whole.after)
     assert whole.removed[0] is whole.before.getroot()
     assert whole.inserted[0] is whole.after.getroot()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_utf8_document_without_a_charset_keeps_its_characters_through_a_write(
+        tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "u.html").write_bytes("<!DOCTYPE html><p id=a>café ✓</p><p id=b>b</p>".encode())
+    store = DocumentStore(str(root), None, StoreOptions(fsync=False))
+    await store.replace(store.locate("/u.html"), selectors.compile("#b"), b"<p id=b>c</p>")
+    text = (root / "u.html").read_text(encoding="utf-8")
+    assert "café ✓" in text and "<p id=\"b\">c</p>" in text
