@@ -9,7 +9,7 @@ import os
 import sys
 
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.application.strports import service as endpointService
 from twisted.python import usage
 
@@ -22,8 +22,8 @@ from rustybeam.guard import AuthGuard
 from rustybeam.hosts import guardFor, hostsService
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
-from rustybeam.service import DocumentOptions, DocumentService
-from rustybeam.site import DocumentSite
+from rustybeam.service import DocumentOptions, DocumentService, StopInOrder
+from rustybeam.site import DocumentSite, RequestDrain
 from rustybeam.websocket import WebSocketOptions
 
 _ws = WebSocketOptions()
@@ -178,7 +178,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     txaio.set_global_log_level("info")
-    top = MultiService()
+    top = StopInOrder()
     documentOptions = options.documentOptions()
     config = options.serverConfig
     root: Resource
@@ -199,6 +199,7 @@ def makeService(options: Options) -> IService:
     if options["access-log"] is not None:
         accessLog = AccessLog(AccessLogOptions(options["access-log"], options["access-log-format"]))
     site = DocumentSite(root, documentOptions.http.maxBodyBytes, accessLog)
+    RequestDrain(site, reactor).setServiceParent(top)
     endpointService(port, site).setServiceParent(top)
     return top
 

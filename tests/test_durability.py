@@ -301,3 +301,40 @@ def test_temporary_files_left_by_killed_writes_are_removed_at_start_up(
         assert [p for p in others if not p.exists()] == []
     finally:
         server.stop()
+
+
+def test_sigterm_answers_every_write_it_applied(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("stop")
+    filler = "".join(f'<li class="old">existing item {i} with some text</li>' for i in range(400))
+    (root / "log.html").write_text(
+        f'<!DOCTYPE html><html><head><title>log</title></head><body><ul id="log">{filler}</ul>'
+        "</body></html>")
+    server = Server(root).start()
+    answered: set[int] = set()
+    failed: list[int] = []
+
+    def post() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for i in range(1000):
+            try:
+                connection.request("POST", "/log.html", f'<li id="n{i}">{i}</li>'.encode(),
+                                   {"Range": "selector=#log"})
+                response = connection.getresponse()
+                response.read()
+                if response.status == 206 or response.status == 200:
+                    answered.add(i)
+            except (OSError, http.client.HTTPException):
+                failed.append(i)
+                return
+
+    writer = threading.Thread(target=post, daemon=True)
+    writer.start()
+    threading.Event().wait(1.0)
+    assert server.stop(signal.SIGTERM) == 0
+    writer.join(30)
+    assert not writer.is_alive()
+    tree = markup.parseDocument((root / "log.html").read_bytes())
+    stored = {int(e.get("id")[1:]) for e in tree.getroot().iter("li") if e.get("id")}
+    assert stored, "no write was applied before the stop"
+    assert stored - answered == set(), "applied writes whose client got no answer"
+    assert answered <= stored
