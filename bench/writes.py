@@ -23,7 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lxml import html as lxmlhtml  # noqa: E402
 
 from rustybeam import markup, selectors, versions  # noqa: E402
-from rustybeam.documents import _applySelector  # noqa: E402
+from functools import partial  # noqa: E402
+
+from rustybeam.documents import _applyGroup, _applySelector, _Pending  # noqa: E402
 
 SIZES = {"10 KB": 100, "100 KB": 1000, "1 MB": 10000}
 
@@ -64,27 +66,27 @@ def inProcess(quick: bool) -> None:
         middle = items // 2
         counter = iter(range(10**9))
 
+        def write(method: str, css: str, body: bytes) -> None:
+            pending = _Pending(None, None, None,  # type: ignore[arg-type]
+                               partial(_applySelector, method, selectors.compile(css), body),
+                               None)  # type: ignore[arg-type]
+            (p,), tree, data = _applyGroup(lineage, [pending], None)
+            assert not isinstance(p, BaseException) and p.edit is not None and tree is not None
+            lineage.commit(p.edit, tree)
+
         def put() -> None:
             n = next(counter)
-            p = _applySelector("PUT", selectors.compile(f"#i{middle}"),
-                               f'<li id="i{middle}" class="item">changed {n}</li>'.encode(), lineage)
-            assert p.edit is not None and p.tree is not None
-            lineage.commit(p.edit, p.tree)
+            write("PUT", f"#i{middle}", f'<li id="i{middle}" class="item">changed {n}</li>'.encode())
 
         posted: list[int] = []
 
         def post() -> None:
             n = next(counter)
             posted.append(n)
-            p = _applySelector("POST", selectors.compile("#list"),
-                               f'<li id="n{n}">new {n}</li>'.encode(), lineage)
-            assert p.edit is not None and p.tree is not None
-            lineage.commit(p.edit, p.tree)
+            write("POST", "#list", f'<li id="n{n}">new {n}</li>'.encode())
 
         def delete() -> None:
-            p = _applySelector("DELETE", selectors.compile(f"#n{posted.pop()}"), b"", lineage)
-            assert p.edit is not None and p.tree is not None
-            lineage.commit(p.edit, p.tree)
+            write("DELETE", f"#n{posted.pop()}", b"")
 
         put()  # the first write makes the working copy
         costs = [cpu(put, 30), cpu(post, 30), cpu(delete, len(posted))]

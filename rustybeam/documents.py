@@ -17,16 +17,17 @@ from functools import partial
 import os
 import tempfile
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Awaitable, Callable, Optional, TypeVar
 
 from lxml import etree
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from rustybeam import markup, roundtrip, versions
 from rustybeam.changes import Change, ChangeSink
@@ -58,6 +59,10 @@ class StoreOptions:
     """How many parsed documents are kept in memory."""
     fsync: bool = True
     """Whether writes are flushed to stable storage before they are acknowledged."""
+    maxBatch: int = 256
+    """Selector writes queued on one document that are applied together and made
+    durable by one file write (group commit); each keeps its own change, sequence
+    number, ETag, authorization and response."""
     hidden: frozenset[str] = frozenset()
     """Files under the root that are never served or written (real paths): the
     server's own users, rules and logs when they live among the documents."""
@@ -112,8 +117,13 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _etag(st: os.stat_result) -> str:
-    return '"%x-%x-%x"' % _stamp(st)
+def _etag(st: os.stat_result, sequence: int | None = None) -> str:
+    """The ETag of a file's version: its stamp, and the sequence number of the change
+    that made it once this store has changed it (so the versions that one group
+    commit makes, all stored by one file write, have an ETag each)."""
+    if sequence is None:
+        return '"%x-%x-%x"' % _stamp(st)
+    return '"%x-%x-%x-%x"' % (*_stamp(st), sequence)
 
 
 def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> os.stat_result:
@@ -196,7 +206,7 @@ class DocumentStore:
         self.onChange: ChangeSink = onChange or (lambda change: None)
         self._reactor = reactor
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._locks: dict[str, DeferredLock] = {}
+        self._queues: dict[str, deque[_Pending]] = {}
         self._sequences: dict[str, int] = {}
         self._origin = time.time_ns() // 1000
         self._inflight: set[Deferred] = set()
@@ -241,7 +251,8 @@ class DocumentStore:
             return None
         if not os.path.isfile(doc.filename):
             raise IS_DIRECTORY
-        return FileInfo(st.st_size, st.st_mtime, _etag(st), contentTypeOf(doc.filename))
+        return FileInfo(st.st_size, st.st_mtime, _etag(st, self._sequences.get(doc.url)),
+                        contentTypeOf(doc.filename))
 
     def read(self, doc: DocumentPath) -> bytes:
         try:
@@ -376,7 +387,7 @@ class DocumentStore:
 
     def _write(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
                plan: partial[_Plan]) -> Deferred[WriteResult]:
-        d = ensureDeferred(self._serialized(doc, ifMatch, check, plan))
+        d: Deferred[WriteResult] = Deferred()
         self._inflight.add(d)
 
         def done(result: object) -> object:
@@ -384,48 +395,136 @@ class DocumentStore:
             return result
 
         d.addBoth(done)
+        queue = self._queues.get(doc.url)
+        if queue is None:
+            queue = self._queues[doc.url] = deque()
+            queue.append(_Pending(doc, ifMatch, check, plan, d))
+            ensureDeferred(self._commit(doc.url, queue))
+        else:
+            queue.append(_Pending(doc, ifMatch, check, plan, d))
         return d
 
-    async def _serialized(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
-                          plan: partial[_Plan]) -> WriteResult:
+    async def _commit(self, url: str, queue: deque[_Pending]) -> None:
         """
-        Apply one write in its turn: check it, compute it in a worker thread (C{plan}
-        is L{_applySelector}, given the document's lineage, or L{_applyWhole}, given
-        its current tree), persist it, commit it, number it and report it.
+        Apply the writes queued on one document, in arrival order, until none is
+        left: a whole-document write on its own, consecutive selector writes in one
+        group (L{_group}).
         """
-        lock = self._locks.setdefault(doc.url, DeferredLock())
-        await lock.acquire()
         try:
-            self._checkPrecondition(doc, ifMatch)
+            while queue:
+                if queue[0].plan.func is not _applySelector:
+                    pending = queue.popleft()
+                    try:
+                        result = await self._single(pending)
+                    except BaseException:
+                        pending.deferred.errback()
+                    else:
+                        pending.deferred.callback(result)
+                    continue
+                group: list[_Pending] = []
+                while (queue and queue[0].plan.func is _applySelector
+                       and len(group) < self.options.maxBatch):
+                    group.append(queue.popleft())
+                try:
+                    await self._group(group, queue)
+                except BaseException:
+                    for pending in group:
+                        if not pending.deferred.called:
+                            pending.deferred.errback()
+        finally:
+            del self._queues[url]
+
+    async def _single(self, pending: _Pending) -> WriteResult:
+        """
+        Apply a whole-document write in its turn: check it, compute it in a worker
+        thread, persist it, commit it, number it and report it.
+        """
+        doc, plan = pending.doc, pending.plan
+        self._checkPrecondition(doc, pending.ifMatch)
+        if not self.isLoaded(doc):
+            await self.load(doc)
+        current = self.treeOrNone(doc)
+        cached = self._cache.get(doc.url)
+        lineage = cached.lineage if current is not None and cached is not None else None
+        if pending.check is not None:
+            pending.check(current)
+        try:
+            p = await self._inThread(lambda: plan(current))
+        except ValueError as e:
+            raise UNSTORABLE.because(_oneLine(e)) from None
+        stamp = await self._persist(doc, p, lineage)
+        return self._report(doc, p, stamp)
+
+    def _report(self, doc: DocumentPath, p: _Plan, stamp: os.stat_result | None) -> WriteResult:
+        """Number a committed write and hand its change to the change sink."""
+        sequence = self.sequence(doc.url) + 1
+        self._sequences[doc.url] = sequence
+        change = p.change(doc.url, sequence)
+        try:
+            self.onChange(change)
+        except Exception:
+            self.log.failure("change listener failed for {url}", url=doc.url)
+        return WriteResult(change, _etag(stamp, sequence) if stamp is not None else None,
+                           p.created)
+
+    async def _group(self, group: list[_Pending], queue: deque[_Pending]) -> None:
+        """
+        Apply consecutive selector writes to one document as one group commit: each
+        is checked (If-Match, then C{check}) and applied in its turn on the working
+        tree in a worker thread (a refused one is undone and answered with its
+        error), the result is written and fsynced once, and then each write is
+        committed, numbered, reported and answered in order. Writes the group could
+        not take (a PUT of the whole C{html} element after others) go back to the
+        front of the queue.
+        """
+        doc = group[0].doc
+        try:
             if not self.isLoaded(doc):
                 await self.load(doc)
-            if plan.func is _applySelector:
-                lineage: versions.Lineage | None = self._lineage(doc)
-                current: etree._ElementTree | None = lineage.committed
-                subject: object = lineage
-            else:
-                current = subject = self.treeOrNone(doc)
-                cached = self._cache.get(doc.url)
-                lineage = cached.lineage if current is not None and cached is not None else None
-            if check is not None:
-                check(current)
+            lineage = self._lineage(doc)
+            info = self.info(doc)
+        except Exception:
+            failure = Failure()
+            for pending in group:
+                try:
+                    self._checkPrecondition(doc, pending.ifMatch)
+                except Problem:
+                    pending.deferred.errback()
+                else:
+                    pending.deferred.errback(failure)
+            return
+        diskTag = info.etag if info is not None else None
+        outcomes, tree, data = await self._inThread(
+            lambda: _applyGroup(lineage, group, diskTag))
+        queue.extendleft(reversed(group[len(outcomes):]))
+        done = group[:len(outcomes)]
+        plans = [o for o in outcomes if isinstance(o, _Plan)]
+        stamp = None
+        if plans:
+            p = plans[0] if len(plans) == 1 and plans[0].edit is None else None
             try:
-                p = await self._inThread(lambda: plan(subject))
-            except ValueError as e:
-                raise UNSTORABLE.because(_oneLine(e)) from None
-            etag = await self._persist(doc, p, lineage)
-            sequence = self.sequence(doc.url) + 1
-            self._sequences[doc.url] = sequence
-            change = p.change(doc.url, sequence)
-            try:
-                self.onChange(change)
+                if p is not None:
+                    stamp = await self._persist(doc, p, lineage)
+                else:
+                    assert data is not None and tree is not None
+                    stamp = await self._store(doc, data, lineage)
+                    lineage.commitAll([q.edit for q in plans if q.edit is not None], tree)
+                    self._remember(doc.url, _stamp(stamp), lineage)
             except Exception:
-                self.log.failure("change listener failed for {url}", url=doc.url)
-            return WriteResult(change, etag, p.created)
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(doc.url, None)
+                failure = Failure()
+                outcomes = [failure if isinstance(o, _Plan) else o for o in outcomes]
+        for pending, outcome in zip(done, outcomes):
+            if isinstance(outcome, _Plan):
+                if outcome.versions is None:
+                    assert outcome.edit is not None
+                    outcome.versions = _EditVersions(outcome.edit)
+                pending.deferred.callback(self._report(doc, outcome, stamp))
+            elif isinstance(outcome, Failure):
+                pending.deferred.errback(outcome)
+            elif isinstance(outcome, ValueError):
+                pending.deferred.errback(Failure(UNSTORABLE.because(_oneLine(outcome))))
+            else:
+                pending.deferred.errback(Failure(outcome))
 
     def _checkPrecondition(self, doc: DocumentPath, ifMatch: str | None) -> None:
         if ifMatch is None:
@@ -439,20 +538,16 @@ class DocumentStore:
         if info is None or info.etag not in tags:
             raise PRECONDITION_FAILED
 
-    async def _persist(self, doc: DocumentPath, p: _Plan,
-                       lineage: versions.Lineage | None) -> str | None:
-        """
-        Write C{p} to disk and commit it to the cache (C{lineage} is the document's
-        before the write); the new file's ETag (C{None} once it is deleted).
-        """
+    async def _store(self, doc: DocumentPath, data: bytes | None,
+                     lineage: versions.Lineage | None) -> os.stat_result | None:
+        """Write C{data} to disk (C{None}: delete the file); the new file's status. On
+        failure the document is dropped from the cache and the error raised."""
         try:
-            if p.data is None:
+            if data is None:
                 await self._inThread(lambda: durableUnlink(doc.filename, self.options.fsync))
-                stamp = None
-            else:
-                data = p.data
-                stamp = await self._inThread(
-                    lambda: atomicWrite(doc.filename, data, self.options.fsync))
+                return None
+            return await self._inThread(
+                lambda: atomicWrite(doc.filename, data, self.options.fsync))
         except FileNotFoundError:
             if lineage is not None:
                 lineage.release()
@@ -464,22 +559,24 @@ class DocumentStore:
             self._forget(doc.url)
             self.log.error("writing {file} failed: {error}", file=doc.filename, error=e)
             raise WRITE_FAILED.because(e.strerror or type(e).__name__) from None
+
+    async def _persist(self, doc: DocumentPath, p: _Plan,
+                       lineage: versions.Lineage | None) -> os.stat_result | None:
+        """
+        Write C{p}, which replaces the whole tree, to disk and install it in the cache
+        (C{lineage} is the document's before the write); the new file's status.
+        """
+        stamp = await self._store(doc, p.data, lineage)
         previous = lineage.latest if lineage is not None else None
-        if p.edit is not None and p.tree is not None and lineage is not None:
-            lineage.commit(p.edit, p.tree)
-            p.versions = _EditVersions(p.edit)
-            assert stamp is not None
-            self._remember(doc.url, _stamp(stamp), lineage)
+        installed = None
+        if stamp is not None and p.tree is not None:
+            installed = versions.Lineage(p.tree)
+            installed.verified = p.verified
+            self._remember(doc.url, _stamp(stamp), installed)
         else:
-            installed = None
-            if stamp is not None and p.tree is not None:
-                installed = versions.Lineage(p.tree)
-                installed.verified = p.verified
-                self._remember(doc.url, _stamp(stamp), installed)
-            else:
-                self._forget(doc.url)
-            p.versions = _WholeVersions(previous, installed.origin if installed else None)
-        return _etag(stamp) if stamp is not None else None
+            self._forget(doc.url)
+        p.versions = _WholeVersions(previous, installed.origin if installed else None)
+        return stamp
 
     def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn)
@@ -495,24 +592,86 @@ class DocumentStore:
 
 
 def _applySelector(method: str, selector: Selector, body: bytes,
-                   lineage: versions.Lineage) -> _Plan:
+                   tree: etree._ElementTree | None) -> _Plan:
+    """A selector write (queued with these arguments; L{_applyGroup} applies it)."""
+    raise NotImplementedError("selector writes are applied by _applyGroup")
+
+
+def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str | None
+                ) -> tuple[list[_Plan | BaseException], etree._ElementTree | None, bytes | None]:
     """
-    A selector write, made on the working tree of C{lineage} in a worker thread; a
-    failure discards that tree, so it leaves nothing changed. The edit is checked to
-    round-trip (L{rustybeam.roundtrip}): by the cost of the edit once the document is
-    known to, by parsing the whole result before that.
+    Apply selector writes in order to the working tree of C{lineage}, in a worker
+    thread: for each, the outcome (its plan, or the error that refused it, after its
+    edit is undone), then the tree and its serialization (C{None} if nothing
+    changed). Fewer outcomes than writes mean that the rest must wait for another
+    group. The edits are checked to round-trip (L{rustybeam.roundtrip}): by the cost
+    of each edit once the document is known to, by parsing the whole result before.
     """
-    text = decodeBody(body) if method != "DELETE" else ""
-    tree = lineage.working()
     try:
-        return _edit(method, selector, text, tree, lineage.verified)
-    except BaseException:
+        tree = lineage.working()
+    except BaseException as e:
         lineage.discardWorking()
-        raise
+        return [e], None, None
+    outcomes: list[_Plan | BaseException] = []
+    verified = lineage.verified
+    changed = False
+    for pending in group:
+        if not lineage.verified and outcomes:
+            break
+        method, selector, body = pending.plan.args
+        edit = versions.Edit()
+        try:
+            _precondition(pending.ifMatch, None if changed else diskTag, changed)
+            if pending.check is not None:
+                pending.check(tree)
+            text = decodeBody(body) if method != "DELETE" else ""
+            p = _edit(method, selector, text, tree, verified, edit)
+        except BaseException as e:
+            try:
+                edit.undo(tree)
+            except BaseException:
+                lineage.discardWorking()
+                outcomes.append(e)
+                return outcomes, None, None
+            outcomes.append(e)
+            continue
+        if p.edit is None:
+            if outcomes:
+                break
+            return [p], None, None
+        outcomes.append(p)
+        changed = verified = True
+    if not changed:
+        return outcomes, tree, None
+    data = markup.serializeDocument(tree)
+    if not lineage.verified and not roundtrip.documentRoundTrips(tree, data):
+        (p,) = outcomes
+        assert isinstance(p, _Plan) and p.edit is not None
+        p.edit.undo(tree)
+        return [RESTRUCTURED], tree, None
+    for outcome in outcomes:
+        if isinstance(outcome, _Plan):
+            outcome.data = data
+    return outcomes, tree, data
+
+
+def _precondition(ifMatch: str | None, current: str | None, changed: bool) -> None:
+    """Check C{If-Match} against the version a write applies to: on disk (ETag
+    C{current}), or one that an earlier write of the same group made, whose ETag
+    nobody can have yet."""
+    if ifMatch is None:
+        return
+    if ifMatch.strip() == "*":
+        return
+    tags = [t.strip() for t in ifMatch.split(",")]
+    if changed or current is None or current not in tags:
+        raise PRECONDITION_FAILED
 
 
 def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
-          verified: bool) -> _Plan:
+          verified: bool, edit: versions.Edit | None = None) -> _Plan:
+    """Apply one selector write to C{tree}, recording its steps in C{edit} (so that
+    the caller can undo them when it fails midway)."""
     targets = selector.select(tree.getroot())
     if not targets:
         raise NO_MATCH.because(selector.css)
@@ -525,7 +684,7 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
             raise RESTRUCTURED
         return _Plan(method, selector.css, markup.serialize(after.getroot()), data,
                      tree=after, verified=True)
-    edit = versions.Edit()
+    edit = edit if edit is not None else versions.Edit()
     if method != "POST":
         edit.removed = [versions.pathOf(t) for t in targets]
     pieces: list[str] = []
@@ -559,12 +718,9 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
             inserted.extend(n for n in nodes if not isinstance(n, str))
         if verified and not roundtrip.editRoundTrips(tree, container, step.index, step.inserted):
             raise RESTRUCTURED
-    data = markup.serializeDocument(tree)
-    if not verified and not roundtrip.documentRoundTrips(tree, data):
-        raise RESTRUCTURED
     edit.inserted = [versions.pathOf(e) for e in inserted]
     edit.containers = [versions.pathOf(e) for e in containers]
-    return _Plan(method, selector.css, "\n".join(pieces), data, tree=tree, edit=edit)
+    return _Plan(method, selector.css, "\n".join(pieces), None, tree=tree, edit=edit)
 
 
 def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
@@ -585,6 +741,17 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
         after = markup.parseWhole(text)
         content = text
     return _Plan(method, "", content, body, tree=after, created=not exists)
+
+
+@dataclass
+class _Pending:
+    """A write waiting for its turn."""
+
+    doc: DocumentPath
+    ifMatch: str | None
+    check: Check | None
+    plan: partial[_Plan]
+    deferred: Deferred[WriteResult]
 
 
 @dataclass

@@ -194,35 +194,43 @@ class Lineage:
         """An empty edit standing for the parsed document."""
         self.latest = self.origin
         self._working: etree._ElementTree | None = None
-        self._pending: Edit | None = None
+        self._pending: list[Edit] = []
 
     def working(self) -> etree._ElementTree:
         """The tree a write may edit (in the write's turn only), in the committed state."""
         if self._working is None:
             self._working = markup.copyTree(self.committed)
-        elif self._pending is not None:
-            self._pending.redo(self._working)
-        self._pending = None
+        else:
+            for edit in self._pending:
+                edit.redo(self._working)
+        self._pending = []
         return self._working
 
     def discardWorking(self) -> None:
         """Forget the working tree after a failed write (it is copied anew next time)."""
         self._working = None
-        self._pending = None
+        self._pending = []
 
     def commit(self, edit: Edit, tree: etree._ElementTree) -> None:
         """Make C{tree}, the working tree as C{edit} left it, the committed one."""
-        edit.lineage = self
-        self.latest.newer = edit
-        self.latest = edit
+        self.commitAll([edit], tree)
+
+    def commitAll(self, edits: list[Edit], tree: etree._ElementTree) -> None:
+        """Make C{tree}, the working tree as C{edits} (in order) left it, the
+        committed one; the former committed tree becomes the working one, to be
+        brought up to date by redoing them before the next write."""
+        for edit in edits:
+            edit.lineage = self
+            self.latest.newer = edit
+            self.latest = edit
         previous, self.committed = self.committed, tree
-        self._working, self._pending = previous, edit
+        self._working, self._pending = previous, list(edits)
         self.verified = True
 
     def release(self) -> None:
         """Drop the working tree (the store no longer caches this document)."""
         self._working = None
-        self._pending = None
+        self._pending = []
 
     def rebuild(self, newer: list[Edit]) -> etree._ElementTree:
         """The committed tree with C{newer} (oldest first) undone, as a new tree."""

@@ -72,11 +72,16 @@ def _decision(context: etree._ElementTree, method: str, path: versions.Path, bod
               verified: bool) -> bool | str:
     tree = markup.copyTree(context)
     try:
-        _edit(method, _At(path), body, tree, verified)  # type: ignore[arg-type]
+        plan = _edit(method, _At(path), body, tree, verified)  # type: ignore[arg-type]
     except Problem as problem:
         return problem.code
     except ValueError:
         return "unstorable"
+    if not verified and plan.edit is not None:
+        # The oracle: the whole document serialized and parsed again by html5lib.
+        reparsed = markup.parseDocument(markup.serializeDocument(tree))
+        if not markup.sameStructure(tree, reparsed):
+            return "restructured"
     return True
 
 

@@ -109,3 +109,71 @@ async def test_a_utf8_document_without_a_charset_keeps_its_characters_through_a_
     await store.replace(store.locate("/u.html"), selectors.compile("#b"), b"<p id=b>c</p>")
     text = (root / "u.html").read_text(encoding="utf-8")
     assert "café ✓" in text and "<p id=\"b\">c</p>" in text
+
+
+# Group commit: writes queued on one document share one file write
+
+
+@pytest_twisted.ensureDeferred
+async def test_queued_writes_share_file_writes_but_keep_their_own_sequence_and_etag(
+        recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rustybeam import documents
+
+    writes = []
+    real = documents.atomicWrite
+    monkeypatch.setattr(documents, "atomicWrite",
+                        lambda *a, **k: writes.append(1) or real(*a, **k))
+    s, doc = recorder.store, recorder.doc
+    o = s.sequence("/doc.html")
+    pending = [s.append(doc, selectors.compile("#list"), f'<li id="n{i}">{i}</li>'.encode())
+               for i in range(20)]
+    results = [await d for d in pending]
+    assert [r.change.sequence for r in results] == [o + 1 + i for i in range(20)]
+    assert len({r.etag for r in results}) == 20
+    assert results[-1].etag == s.info(doc).etag
+    assert len(writes) < 20
+    assert [c.sequence for c in recorder.changes] == [o + 1 + i for i in range(20)]
+    text = (recorder.root / "doc.html").read_text(encoding="utf-8")
+    assert text.index('id="n0"') < text.index('id="n19"')
+    for i, change in enumerate(recorder.changes):
+        assert shape(change.after).count("<li id=\"n") == i + 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_in_a_group_if_match_names_the_version_each_write_applies_to(
+        recorder: Recorder) -> None:
+    s, doc = recorder.store, recorder.doc
+    await s.append(doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    etag = s.info(doc).etag
+    first = s.append(doc, selectors.compile("#list"), b'<li id="d">D</li>', ifMatch=etag)
+    second = s.append(doc, selectors.compile("#list"), b'<li id="e">E</li>', ifMatch=etag)
+    third = s.append(doc, selectors.compile("#list"), b'<li id="f">F</li>', ifMatch="*")
+    result = await first
+    with pytest.raises(Problem) as e:
+        await second
+    assert e.value.status == 412
+    last = await third
+    assert result.etag != last.etag and last.etag == s.info(doc).etag
+    text = (recorder.root / "doc.html").read_text(encoding="utf-8")
+    assert 'id="d"' in text and 'id="e"' not in text and 'id="f"' in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_in_a_group_a_refused_write_is_undone_and_the_others_apply(
+        recorder: Recorder) -> None:
+    s, doc = recorder.store, recorder.doc
+    await s.append(doc, selectors.compile("#list"), b'<li id="c">C</li>')
+    seen: list[bool] = []
+    good = s.append(doc, selectors.compile("#list"), b'<li id="d">D</li>')
+    bad = s.append(doc, selectors.compile("p.note"), b'<p id="nested">x</p>')
+    checked = s.append(doc, selectors.compile("#list"), b'<li id="e">E</li>',
+                       check=lambda tree: seen.append(tree.getroot().find(".//li[@id='d']") is not None))
+    await good
+    with pytest.raises(Problem) as e:
+        await bad
+    assert e.value.status == 400
+    await checked
+    assert seen == [True]
+    text = (recorder.root / "doc.html").read_text(encoding="utf-8")
+    assert 'id="d"' in text and 'id="e"' in text and 'id="nested"' not in text
+    assert shape(s.tree(doc)) == text
