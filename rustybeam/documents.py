@@ -575,7 +575,7 @@ class DocumentStore:
             self._remember(doc.url, _stamp(stamp), installed)
         else:
             self._forget(doc.url)
-        p.versions = _WholeVersions(previous, installed.origin if installed else None)
+        p.versions = _WholeVersions(previous, installed.latest if installed else None)
         return stamp
 
     def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:

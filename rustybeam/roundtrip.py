@@ -11,7 +11,8 @@ cost of the edit: the tree builder's treatment of a node depends only on the doc
 mode (the doctype) and on the elements open at that point, so a I{skeleton} -- the
 doctype, the chain of ancestors of the edited element with their attributes, the
 element siblings next to each link of the chain (without their content), and the
-new nodes themselves -- is parsed in place of the document.
+new nodes themselves -- is parsed in place of the document (by L{markup.parseWhole}:
+lexbor where it builds html5lib's tree, html5lib elsewhere).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: i
     skeleton = _skeleton(container, index, count)
     doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
     data = (doctype + "\n" + etree.tostring(skeleton, method="html", encoding="unicode"))
-    return markup.sameStructure(etree.ElementTree(skeleton), markup.parseDocument(data))
+    return markup.sameStructure(etree.ElementTree(skeleton), markup.parseWhole(data))
 
 
 def _shallow(element: etree._Element) -> etree._Element:

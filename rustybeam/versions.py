@@ -190,9 +190,9 @@ class Lineage:
         self.verified = False
         """Whether the committed tree is known to serialize into markup that parses
         back into the same structure (then a write needs only check what it adds)."""
-        self.origin = Edit(lineage=self)
-        """An empty edit standing for the parsed document."""
-        self.latest = self.origin
+        self.latest = Edit(lineage=self)
+        """The newest committed edit; at first an empty one standing for the parsed
+        document. Older edits are kept alive only by the changes that need them."""
         self._working: etree._ElementTree | None = None
         self._pending: list[Edit] = []
 

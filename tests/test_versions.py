@@ -177,3 +177,20 @@ async def test_in_a_group_a_refused_write_is_undone_and_the_others_apply(
     text = (recorder.root / "doc.html").read_text(encoding="utf-8")
     assert 'id="d"' in text and 'id="e"' in text and 'id="nested"' not in text
     assert shape(s.tree(doc)) == text
+
+
+@pytest_twisted.ensureDeferred
+async def test_edits_are_kept_only_while_a_change_needs_them(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    shutil.copytree(DOCUMENTS, tmp_path / "docs")
+    refs: list[weakref.ref[object]] = []
+    store = DocumentStore(str(tmp_path / "docs"),
+                          lambda change: refs.append(weakref.ref(change.versions.edit)),  # type: ignore[union-attr]
+                          StoreOptions(fsync=False))
+    doc = store.locate("/doc.html")
+    for i in range(6):
+        await store.append(doc, selectors.compile("#list"), f"<li>{i}</li>".encode())
+    gc.collect()
+    assert [r() is None for r in refs[:4]] == [True] * 4
