@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from lxml import etree
 
@@ -151,6 +151,8 @@ class Edit:
     inserted: list[Path] = field(default_factory=list)
     containers: list[Path] = field(default_factory=list)
     lineage: Lineage | None = None
+    version: int = 0
+    """The number of edits of its lineage up to and including this one."""
     newer: Edit | None = None
     """The edit that followed this one on the same lineage, once it is committed."""
 
@@ -171,12 +173,12 @@ class Edit:
     def treeAfter(self) -> etree._ElementTree:
         """The document as this edit left it, as a tree of its own."""
         assert self.lineage is not None
-        return self.lineage.rebuild(list(self._newer()))
+        return self.lineage.rebuild(self.version, lambda: list(self._newer()))
 
     def treeBefore(self) -> etree._ElementTree:
         """The document as it was before this edit, as a tree of its own."""
         assert self.lineage is not None
-        return self.lineage.rebuild([self, *self._newer()])
+        return self.lineage.rebuild(self.version - 1, lambda: [self, *self._newer()])
 
 
 class Lineage:
@@ -195,6 +197,7 @@ class Lineage:
         document. Older edits are kept alive only by the changes that need them."""
         self._working: etree._ElementTree | None = None
         self._pending: list[Edit] = []
+        self._built: dict[int, etree._ElementTree] = {}
 
     def working(self) -> etree._ElementTree:
         """The tree a write may edit (in the write's turn only), in the committed state."""
@@ -221,6 +224,7 @@ class Lineage:
         brought up to date by redoing them before the next write."""
         for edit in edits:
             edit.lineage = self
+            edit.version = self.latest.version + 1
             self.latest.newer = edit
             self.latest = edit
         previous, self.committed = self.committed, tree
@@ -232,9 +236,20 @@ class Lineage:
         self._working = None
         self._pending = []
 
-    def rebuild(self, newer: list[Edit]) -> etree._ElementTree:
-        """The committed tree with C{newer} (oldest first) undone, as a new tree."""
+    def rebuild(self, version: int, newer: Callable[[], list[Edit]]) -> etree._ElementTree:
+        """
+        The document at C{version}, as a tree of its own: the committed tree with
+        C{newer()} (the edits after that version, oldest first) undone. The last two
+        trees built are kept, so that one change's C{after} is the next one's
+        C{before} without a second copy (as when each version was a tree).
+        """
+        built = self._built.get(version)
+        if built is not None:
+            return built
         tree = markup.copyTree(self.committed)
-        for edit in reversed(newer):
+        for edit in reversed(newer()):
             edit.undo(tree)
+        self._built[version] = tree
+        while len(self._built) > 2:
+            del self._built[next(iter(self._built))]
         return tree
