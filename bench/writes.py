@@ -7,7 +7,8 @@ Write benchmark: what one selector write costs next to what it must cost.
 
 For documents of about 10 KB, 100 KB and 1 MB (a list of ``<li>`` items) it prints,
 in one run, the anchors -- lxml's serialization of the whole document, lxml.html's
-and html5lib's parse of it -- and the CPU that the store spends on one selector PUT,
+and html5lib's parse of it -- the CPU of rustybeam's whole-document parse (lexbor where it
+builds html5lib's tree), and the CPU that the store spends on one selector PUT,
 POST and DELETE of one small element (the write computed on the working tree,
 checked and serialized; no disk), as a multiple of one serialization.
 
@@ -66,8 +67,8 @@ def cpu(fn: object, repeat: int, budget: float = 2.0) -> float:
 
 
 def inProcess(quick: bool) -> None:
-    print("| document | lxml serialize | lxml.html parse | html5lib parse | PUT | POST | DELETE |")
-    print("|---|---|---|---|---|---|---|")
+    print("| document | lxml serialize | lxml.html parse | html5lib parse | rustybeam parse | PUT | POST | DELETE |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, items in SIZES.items():
         data = document(items)
         tree = markup.parseDocument(data)
@@ -76,6 +77,8 @@ def inProcess(quick: bool) -> None:
         serialize = cpu(lambda: markup.serializeDocument(tree), 20)
         lxmlParse = cpu(lambda: lxmlhtml.document_fromstring(data), 10)
         html5lib = cpu(lambda: markup.parseDocument(data), 1 if quick or items > 1000 else 3, 10)
+        text = data.decode()
+        whole = cpu(lambda: markup.parseWhole(text), 10)
         middle = items // 2
         counter = iter(range(10**9))
 
@@ -105,6 +108,7 @@ def inProcess(quick: bool) -> None:
         costs = [cpu(put, 30), cpu(post, 30), cpu(delete, len(posted))]
         print(f"| {label} ({len(data) // 1024} KB) | {serialize * 1e3:.2f} ms | "
               f"{lxmlParse * 1e3:.2f} ms | {html5lib * 1e3:.0f} ms | "
+              f"{whole * 1e3:.1f} ms ({whole / lxmlParse:.1f}x lxml.html) | "
               + " | ".join(f"{c * 1e3:.2f} ms ({c / serialize:.1f}x)" for c in costs) + " |")
 
 

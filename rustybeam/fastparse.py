@@ -71,17 +71,35 @@ def parse(text: str) -> etree._ElementTree | None:
     return root.getroottree()
 
 
+_usable: set[str] = set()
+"""Tag and attribute names already found usable as they are."""
+
+
+def _usableName(name: str) -> bool:
+    if name in _usable:
+        return True
+    if not _XML_NAME.match(name) or name.startswith("xml"):
+        return False
+    if len(_usable) < 10000:
+        _usable.add(name)
+    return True
+
+
 def _attributes(node: object) -> dict[str, str]:
     attributes = node.attributes  # type: ignore[attr-defined]
-    for name in attributes:
-        if not _XML_NAME.match(name) or name.startswith("xml"):
+    if not attributes:
+        return {}
+    for name, value in attributes.items():
+        if not _usableName(name):
             raise _Unsupported(name)
-    return {name: (value if value is not None else "") for name, value in attributes.items()}
+        if value is None:
+            attributes[name] = ""
+    return attributes
 
 
 def _element(node: object, parent: etree._Element) -> etree._Element:
     tag = node.tag  # type: ignore[attr-defined]
-    if tag in _FOREIGN or not _XML_NAME.match(tag):
+    if tag in _FOREIGN or not _usableName(tag):
         raise _Unsupported(tag)
     return etree.SubElement(parent, tag, _attributes(node))
 
