@@ -3,11 +3,12 @@ The document store: parse, apply, persist, and record every change.
 
 L{DocumentStore} owns one directory of documents. Reads come from a bounded cache of
 parsed lxml trees that is re-read when a file changes underneath (mtime, size, inode).
-Writes to one document are applied one at a time in arrival order; each edits the
-document's working tree in place in a worker thread (readers keep the committed tree,
-see L{rustybeam.versions}; a failed edit discards the working tree), is written
-atomically and durably (temporary file, fsync, rename, directory fsync), and only then
-committed and reported, as one L{Change}, to the change sink.
+Writes to one document are applied in arrival order from one queue. Selector writes
+that queue up together form a group: in a worker thread each is checked and applied in
+its turn to the document's working tree, in place (readers keep the committed tree, see
+L{rustybeam.versions}; a refused write is undone), then the group is written atomically
+and durably once (temporary file, fsync, rename, directory fsync), and only then
+committed, and each write reported, as its own L{Change}, to the change sink.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ generated corpus of contexts x targets x methods x bodies.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
