@@ -3,10 +3,12 @@ The document store: parse, apply, persist, and record every change.
 
 L{DocumentStore} owns one directory of documents. Reads come from a bounded cache of
 parsed lxml trees that is re-read when a file changes underneath (mtime, size, inode).
-Writes to one document are applied one at a time in arrival order; each is computed on
-a copy of the tree (so a failure leaves nothing changed), written atomically and
-durably (temporary file, fsync, rename, directory fsync) in a worker thread, and only
-then installed in the cache and reported, as one L{Change}, to the change sink.
+Writes to one document are applied in arrival order from one queue. Selector writes
+that queue up together form a group: in a worker thread each is checked and applied in
+its turn to the document's working tree, in place (readers keep the committed tree, see
+L{rustybeam.versions}; a refused write is undone), then the group is written atomically
+and durably once (temporary file, fsync, rename, directory fsync), and only then
+committed, and each write reported, as its own L{Change}, to the change sink.
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ from functools import partial
 import os
 import tempfile
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Awaitable, Callable, Optional, TypeVar
 
 from lxml import etree
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from rustybeam import markup
+from rustybeam import markup, roundtrip, versions
 from rustybeam.changes import Change, ChangeSink
 from rustybeam.errors import (
     IS_DIRECTORY,
@@ -58,6 +61,10 @@ class StoreOptions:
     """How many parsed documents are kept in memory."""
     fsync: bool = True
     """Whether writes are flushed to stable storage before they are acknowledged."""
+    maxBatch: int = 256
+    """Selector writes queued on one document that are applied together and made
+    durable by one file write (group commit); each keeps its own change, sequence
+    number, ETag, authorization and response."""
     hidden: frozenset[str] = frozenset()
     """Files under the root that are never served or written (real paths): the
     server's own users, rules and logs when they live among the documents."""
@@ -90,7 +97,11 @@ class WriteResult:
 @dataclass
 class _Cached:
     stamp: tuple[int, int, int]
-    tree: etree._ElementTree
+    lineage: versions.Lineage
+
+    @property
+    def tree(self) -> etree._ElementTree:
+        return self.lineage.committed
 
 
 def contentTypeOf(filename: str) -> str:
@@ -108,8 +119,13 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _etag(st: os.stat_result) -> str:
-    return '"%x-%x-%x"' % _stamp(st)
+def _etag(st: os.stat_result, sequence: int | None = None) -> str:
+    """The ETag of a file's version: its stamp, and the sequence number of the change
+    that made it once this store has changed it (so the versions that one group
+    commit makes, all stored by one file write, have an ETag each)."""
+    if sequence is None:
+        return '"%x-%x-%x"' % _stamp(st)
+    return '"%x-%x-%x-%x"' % (*_stamp(st), sequence)
 
 
 def atomicWrite(filename: str, data: bytes, fsync: bool = True) -> os.stat_result:
@@ -206,10 +222,34 @@ class DocumentStore:
         self.onChange: ChangeSink = onChange or (lambda change: None)
         self._reactor = reactor
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        self._locks: dict[str, DeferredLock] = {}
+        self._queues: dict[str, deque[_Pending]] = {}
         self._sequences: dict[str, int] = {}
         self._origin = time.time_ns() // 1000
         self._inflight: set[Deferred] = set()
+
+    def removeLeftovers(self) -> int:
+        """
+        Delete the temporary files that writes killed midway left under the root
+        (only regular files named with our prefix and suffix; symbolic links are
+        not followed); return how many. Call it before serving.
+        """
+        removed = 0
+        for dirpath, _, filenames in os.walk(self.root):
+            for name in filenames:
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.path.islink(path) or not os.path.isfile(path):
+                        continue
+                    os.unlink(path)
+                    removed += 1
+                except OSError as e:
+                    self.log.warn("could not remove {file}: {error}", file=path, error=e)
+        if removed:
+            self.log.info("removed {count} temporary files left by interrupted writes",
+                          count=removed)
+        return removed
 
     # Reading
 
@@ -227,7 +267,8 @@ class DocumentStore:
             return None
         if not os.path.isfile(doc.filename):
             raise IS_DIRECTORY
-        return FileInfo(st.st_size, st.st_mtime, _etag(st), contentTypeOf(doc.filename))
+        return FileInfo(st.st_size, st.st_mtime, _etag(st, self._sequences.get(doc.url)),
+                        contentTypeOf(doc.filename))
 
     def read(self, doc: DocumentPath) -> bytes:
         try:
@@ -255,7 +296,7 @@ class DocumentStore:
         try:
             st = os.stat(doc.filename)
         except (FileNotFoundError, NotADirectoryError):
-            self._cache.pop(doc.url, None)
+            self._forget(doc.url)
             raise NOT_FOUND from None
         cached = self._cache.get(doc.url)
         if cached is not None and cached.stamp == _stamp(st):
@@ -299,11 +340,24 @@ class DocumentStore:
             raise NO_MATCH.because(selector.css)
         return matches
 
-    def _remember(self, url: str, stamp: tuple[int, int, int], tree: etree._ElementTree) -> None:
-        self._cache[url] = _Cached(stamp, tree)
+    def _remember(self, url: str, stamp: tuple[int, int, int],
+                  tree: etree._ElementTree | versions.Lineage) -> None:
+        lineage = tree if isinstance(tree, versions.Lineage) else versions.Lineage(tree)
+        self._forget(url, keep=lineage)
+        self._cache[url] = _Cached(stamp, lineage)
         self._cache.move_to_end(url)
         while len(self._cache) > self.options.cacheSize:
-            self._cache.popitem(last=False)
+            _, evicted = self._cache.popitem(last=False)
+            evicted.lineage.release()
+
+    def _forget(self, url: str, keep: versions.Lineage | None = None) -> None:
+        cached = self._cache.pop(url, None)
+        if cached is not None and cached.lineage is not keep:
+            cached.lineage.release()
+
+    def _lineage(self, doc: DocumentPath) -> versions.Lineage:
+        self.tree(doc)
+        return self._cache[doc.url].lineage
 
     # Writing
 
@@ -354,7 +408,7 @@ class DocumentStore:
 
     def _write(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
                plan: partial[_Plan]) -> Deferred[WriteResult]:
-        d = ensureDeferred(self._serialized(doc, ifMatch, check, plan))
+        d: Deferred[WriteResult] = Deferred()
         self._inflight.add(d)
 
         def done(result: object) -> object:
@@ -362,41 +416,136 @@ class DocumentStore:
             return result
 
         d.addBoth(done)
+        queue = self._queues.get(doc.url)
+        if queue is None:
+            queue = self._queues[doc.url] = deque()
+            queue.append(_Pending(doc, ifMatch, check, plan, d))
+            ensureDeferred(self._commit(doc.url, queue))
+        else:
+            queue.append(_Pending(doc, ifMatch, check, plan, d))
         return d
 
-    async def _serialized(self, doc: DocumentPath, ifMatch: str | None, check: Check | None,
-                          plan: partial[_Plan]) -> WriteResult:
+    async def _commit(self, url: str, queue: deque[_Pending]) -> None:
         """
-        Apply one write in its turn: check it, compute it from the current tree in a
-        worker thread (C{plan} is L{_applySelector} or L{_applyWhole} with all but
-        that tree bound), persist it, number it and report it.
+        Apply the writes queued on one document, in arrival order, until none is
+        left: a whole-document write on its own, consecutive selector writes in one
+        group (L{_group}).
         """
-        lock = self._locks.setdefault(doc.url, DeferredLock())
-        await lock.acquire()
         try:
-            self._checkPrecondition(doc, ifMatch)
+            while queue:
+                if queue[0].plan.func is not _applySelector:
+                    pending = queue.popleft()
+                    try:
+                        result = await self._single(pending)
+                    except BaseException:
+                        pending.deferred.errback()
+                    else:
+                        pending.deferred.callback(result)
+                    continue
+                group: list[_Pending] = []
+                while (queue and queue[0].plan.func is _applySelector
+                       and len(group) < self.options.maxBatch):
+                    group.append(queue.popleft())
+                try:
+                    await self._group(group, queue)
+                except BaseException:
+                    for pending in group:
+                        if not pending.deferred.called:
+                            pending.deferred.errback()
+        finally:
+            del self._queues[url]
+
+    async def _single(self, pending: _Pending) -> WriteResult:
+        """
+        Apply a whole-document write in its turn: check it, compute it in a worker
+        thread, persist it, commit it, number it and report it.
+        """
+        doc, plan = pending.doc, pending.plan
+        self._checkPrecondition(doc, pending.ifMatch)
+        if not self.isLoaded(doc):
+            await self.load(doc)
+        current = self.treeOrNone(doc)
+        cached = self._cache.get(doc.url)
+        lineage = cached.lineage if current is not None and cached is not None else None
+        if pending.check is not None:
+            pending.check(current)
+        try:
+            p = await self._inThread(lambda: plan(current))
+        except ValueError as e:
+            raise UNSTORABLE.because(_oneLine(e)) from None
+        stamp = await self._persist(doc, p, lineage)
+        return self._report(doc, p, stamp)
+
+    def _report(self, doc: DocumentPath, p: _Plan, stamp: os.stat_result | None) -> WriteResult:
+        """Number a committed write and hand its change to the change sink."""
+        sequence = self.sequence(doc.url) + 1
+        self._sequences[doc.url] = sequence
+        change = p.change(doc.url, sequence)
+        try:
+            self.onChange(change)
+        except Exception:
+            self.log.failure("change listener failed for {url}", url=doc.url)
+        return WriteResult(change, _etag(stamp, sequence) if stamp is not None else None,
+                           p.created)
+
+    async def _group(self, group: list[_Pending], queue: deque[_Pending]) -> None:
+        """
+        Apply consecutive selector writes to one document as one group commit: each
+        is checked (If-Match, then C{check}) and applied in its turn on the working
+        tree in a worker thread (a refused one is undone and answered with its
+        error), the result is written and fsynced once, and then each write is
+        committed, numbered, reported and answered in order. Writes the group could
+        not take (a PUT of the whole C{html} element after others) go back to the
+        front of the queue.
+        """
+        doc = group[0].doc
+        try:
             if not self.isLoaded(doc):
                 await self.load(doc)
-            current = self.tree(doc) if plan.func is _applySelector else self.treeOrNone(doc)
-            if check is not None:
-                check(current)
+            lineage = self._lineage(doc)
+            info = self.info(doc)
+        except Exception:
+            failure = Failure()
+            for pending in group:
+                try:
+                    self._checkPrecondition(doc, pending.ifMatch)
+                except Problem:
+                    pending.deferred.errback()
+                else:
+                    pending.deferred.errback(failure)
+            return
+        diskTag = info.etag if info is not None else None
+        outcomes, tree, data = await self._inThread(
+            lambda: _applyGroup(lineage, group, diskTag))
+        queue.extendleft(reversed(group[len(outcomes):]))
+        done = group[:len(outcomes)]
+        plans = [o for o in outcomes if isinstance(o, _Plan)]
+        stamp = None
+        if plans:
+            p = plans[0] if len(plans) == 1 and plans[0].edit is None else None
             try:
-                p = await self._inThread(lambda: plan(current))
-            except ValueError as e:
-                raise UNSTORABLE.because(_oneLine(e)) from None
-            etag = await self._persist(doc, p)
-            sequence = self.sequence(doc.url) + 1
-            self._sequences[doc.url] = sequence
-            change = p.change(doc.url, sequence)
-            try:
-                self.onChange(change)
+                if p is not None:
+                    stamp = await self._persist(doc, p, lineage)
+                else:
+                    assert data is not None and tree is not None
+                    stamp = await self._store(doc, data, lineage)
+                    lineage.commitAll([q.edit for q in plans if q.edit is not None], tree)
+                    self._remember(doc.url, _stamp(stamp), lineage)
             except Exception:
-                self.log.failure("change listener failed for {url}", url=doc.url)
-            return WriteResult(change, etag, p.created)
-        finally:
-            lock.release()
-            if not lock.locked and not lock.waiting:
-                self._locks.pop(doc.url, None)
+                failure = Failure()
+                outcomes = [failure if isinstance(o, _Plan) else o for o in outcomes]
+        for pending, outcome in zip(done, outcomes):
+            if isinstance(outcome, _Plan):
+                if outcome.versions is None:
+                    assert outcome.edit is not None
+                    outcome.versions = _EditVersions(outcome.edit)
+                pending.deferred.callback(self._report(doc, outcome, stamp))
+            elif isinstance(outcome, Failure):
+                pending.deferred.errback(outcome)
+            elif isinstance(outcome, ValueError):
+                pending.deferred.errback(Failure(UNSTORABLE.because(_oneLine(outcome))))
+            else:
+                pending.deferred.errback(Failure(outcome))
 
     def _checkPrecondition(self, doc: DocumentPath, ifMatch: str | None) -> None:
         if ifMatch is None:
@@ -410,28 +559,45 @@ class DocumentStore:
         if info is None or info.etag not in tags:
             raise PRECONDITION_FAILED
 
-    async def _persist(self, doc: DocumentPath, p: _Plan) -> str | None:
-        """Write C{p} to disk; the new file's ETag (C{None} once it is deleted)."""
+    async def _store(self, doc: DocumentPath, data: bytes | None,
+                     lineage: versions.Lineage | None) -> os.stat_result | None:
+        """Write C{data} to disk (C{None}: delete the file); the new file's status. On
+        failure the document is dropped from the cache and the error raised."""
         try:
-            if p.data is None:
+            if data is None:
                 await self._inThread(lambda: durableUnlink(doc.filename, self.options.fsync))
-                stamp = None
-            else:
-                data = p.data
-                stamp = await self._inThread(
-                    lambda: atomicWrite(doc.filename, data, self.options.fsync))
+                return None
+            return await self._inThread(
+                lambda: atomicWrite(doc.filename, data, self.options.fsync))
         except FileNotFoundError:
-            self._cache.pop(doc.url, None)
+            if lineage is not None:
+                lineage.release()
+            self._forget(doc.url)
             raise NOT_FOUND from None
         except OSError as e:
-            self._cache.pop(doc.url, None)
+            if lineage is not None:
+                lineage.release()
+            self._forget(doc.url)
             self.log.error("writing {file} failed: {error}", file=doc.filename, error=e)
             raise WRITE_FAILED.because(e.strerror or type(e).__name__) from None
-        if stamp is None or p.after is None:
-            self._cache.pop(doc.url, None)
+
+    async def _persist(self, doc: DocumentPath, p: _Plan,
+                       lineage: versions.Lineage | None) -> os.stat_result | None:
+        """
+        Write C{p}, which replaces the whole tree, to disk and install it in the cache
+        (C{lineage} is the document's before the write); the new file's status.
+        """
+        stamp = await self._store(doc, p.data, lineage)
+        previous = lineage.latest if lineage is not None else None
+        installed = None
+        if stamp is not None and p.tree is not None:
+            installed = versions.Lineage(p.tree)
+            installed.verified = p.verified
+            self._remember(doc.url, _stamp(stamp), installed)
         else:
-            self._remember(doc.url, _stamp(stamp), p.after)
-        return _etag(stamp) if stamp is not None else None
+            self._forget(doc.url)
+        p.versions = _WholeVersions(previous, installed.latest if installed else None)
+        return stamp
 
     def _inThread(self, fn: Callable[[], T]) -> Awaitable[T]:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), fn)
@@ -447,59 +613,136 @@ class DocumentStore:
 
 
 def _applySelector(method: str, selector: Selector, body: bytes,
-                   before: etree._ElementTree | None) -> _Plan:
-    """A selector write computed on a copy of C{before}; it runs in a worker thread
-    and touches nothing but its arguments."""
-    assert before is not None
-    text = decodeBody(body) if method != "DELETE" else ""
-    targets = selector.select(before.getroot())
+                   tree: etree._ElementTree | None) -> _Plan:
+    """A selector write (queued with these arguments; L{_applyGroup} applies it)."""
+    raise NotImplementedError("selector writes are applied by _applyGroup")
+
+
+def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str | None
+                ) -> tuple[list[_Plan | BaseException], etree._ElementTree | None, bytes | None]:
+    """
+    Apply selector writes in order to the working tree of C{lineage}, in a worker
+    thread: for each, the outcome (its plan, or the error that refused it, after its
+    edit is undone), then the tree and its serialization (C{None} if nothing
+    changed). Fewer outcomes than writes mean that the rest must wait for another
+    group. The edits are checked to round-trip (L{rustybeam.roundtrip}): by the cost
+    of each edit once the document is known to, by parsing the whole result before.
+    """
+    try:
+        tree = lineage.working()
+    except BaseException as e:
+        lineage.discardWorking()
+        return [e], None, None
+    outcomes: list[_Plan | BaseException] = []
+    verified = lineage.verified
+    changed = False
+    for pending in group:
+        if not lineage.verified and outcomes:
+            break
+        method, selector, body = pending.plan.args
+        edit = versions.Edit()
+        try:
+            _precondition(pending.ifMatch, None if changed else diskTag, changed)
+            if pending.check is not None:
+                pending.check(tree)
+            text = decodeBody(body) if method != "DELETE" else ""
+            p = _edit(method, selector, text, tree, verified, edit)
+        except BaseException as e:
+            try:
+                edit.undo(tree)
+            except BaseException:
+                lineage.discardWorking()
+                outcomes.append(e)
+                return outcomes, None, None
+            outcomes.append(e)
+            continue
+        if p.edit is None:
+            if outcomes:
+                break
+            return [p], None, None
+        outcomes.append(p)
+        changed = verified = True
+    if not changed:
+        return outcomes, tree, None
+    data = markup.serializeDocument(tree)
+    if not lineage.verified and not roundtrip.documentRoundTrips(tree, data):
+        (p,) = outcomes
+        assert isinstance(p, _Plan) and p.edit is not None
+        p.edit.undo(tree)
+        return [RESTRUCTURED], tree, None
+    for outcome in outcomes:
+        if isinstance(outcome, _Plan):
+            outcome.data = data
+    return outcomes, tree, data
+
+
+def _precondition(ifMatch: str | None, current: str | None, changed: bool) -> None:
+    """Check C{If-Match} against the version a write applies to: on disk (ETag
+    C{current}), or one that an earlier write of the same group made, whose ETag
+    nobody can have yet."""
+    if ifMatch is None:
+        return
+    if ifMatch.strip() == "*":
+        return
+    tags = [t.strip() for t in ifMatch.split(",")]
+    if changed or current is None or current not in tags:
+        raise PRECONDITION_FAILED
+
+
+def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
+          verified: bool, edit: versions.Edit | None = None) -> _Plan:
+    """Apply one selector write to C{tree}, recording its steps in C{edit} (so that
+    the caller can undo them when it fails midway)."""
+    targets = selector.select(tree.getroot())
     if not targets:
         raise NO_MATCH.because(selector.css)
-    after = markup.copyTree(before)
-    copies = selector.select(after.getroot())
     if method != "POST":
-        keep = _outermost(targets)
-        targets = [t for t, k in zip(targets, keep) if k]
-        copies = [c for c, k in zip(copies, keep) if k]
+        targets = [t for t, k in zip(targets, _outermost(targets)) if k]
+    if method == "PUT" and targets[0].getparent() is None:
+        after = markup.parseWhole(text)
+        data = markup.serializeDocument(after)
+        if not roundtrip.documentRoundTrips(after, data):
+            raise RESTRUCTURED
+        return _Plan(method, selector.css, markup.serialize(after.getroot()), data,
+                     tree=after, verified=True)
+    edit = edit if edit is not None else versions.Edit()
+    if method != "POST":
+        edit.removed = [versions.pathOf(t) for t in targets]
     pieces: list[str] = []
     inserted: list[etree._Element] = []
     containers: list[etree._Element] = []
-    for target in copies:
+    for target in targets:
+        parent = target.getparent()
         if method == "DELETE":
             pieces.append(markup.serialize(target))
-            containers.append(markup.detach(target))
-            continue
-        if method == "POST":
+            step = versions.remove(target)
+            container = parent if parent is not None else target
+            nodes: list[markup.Node] = []
+        elif method == "POST":
             nodes = markup.parseFragment(text, str(target.tag))
-            markup.insertNodes(target, len(target), target[-1] if len(target) else None, nodes)
-            containers.append(target)
-        elif target.getparent() is None:
-            after = markup.parseDocument(text)
-            nodes = [after.getroot()]
+            step = versions.append(target, nodes)
+            container = target
         else:
-            parent = target.getparent()
             if parent.getparent() is None and target.tag in ("head", "body"):
-                nodes = [markup.parseDocument(text).getroot().find(target.tag)]
+                found = markup.parseDocument(text).getroot().find(target.tag)
+                if found is None:
+                    raise RESTRUCTURED
+                nodes = [found]
             else:
                 nodes = markup.parseFragment(text, str(parent.tag))
-            markup.replaceWith(target, nodes)
-            containers.append(parent)
-        pieces.append(markup.serializeAll(nodes))
-        inserted.extend(n for n in nodes if not isinstance(n, str))
-    data = markup.serializeDocument(after)
-    if not markup.sameStructure(after, markup.parseDocument(data)):
-        raise RESTRUCTURED
-    return _Plan(
-        method=method,
-        selector=selector.css,
-        content="\n".join(pieces),
-        data=data,
-        before=before,
-        after=after,
-        removed=tuple(targets) if method != "POST" else (),
-        inserted=tuple(inserted),
-        containers=tuple(containers),
-    )
+            step = versions.replace(target, nodes)
+            container = parent
+        edit.steps.append(step)
+        containers.append(container)
+        if method != "DELETE":
+            pieces.append(markup.serializeAll(nodes))
+            inserted.extend(n for n in nodes if not isinstance(n, str))
+        if verified and not roundtrip.editRoundTrips(tree, container, step.index, step.inserted):
+            raise RESTRUCTURED
+    edit.inserted = [versions.pathOf(e) for e in inserted]
+    edit.containers = [versions.pathOf(e) for e in containers]
+    return _Plan(method, selector.css, "\n".join(pieces), None, tree=tree, edit=edit)
+
 
 def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
                 before: etree._ElementTree | None) -> _Plan:
@@ -508,8 +751,7 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
     if method == "DELETE":
         if not exists:
             raise NOT_FOUND
-        return _Plan(method, "", "", None, before, None,
-                     removed=(before.getroot(),) if before is not None else ())
+        return _Plan(method, "", "", None)
     assert body is not None
     _checkParents(os.path.dirname(doc.filename))
     data = body
@@ -520,13 +762,8 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
     content = ""
     if doc.isHTML:
         content = decodeBody(body)
-        after = markup.parseDocument(content) if data is body else markup.parseLeniently(data)
-    return _Plan(
-        method, "", content, data, before, after,
-        removed=(before.getroot(),) if before is not None else (),
-        inserted=(after.getroot(),) if after is not None else (),
-        created=not exists,
-    )
+        after = markup.parseWhole(content) if data is body else markup.parseLeniently(data)
+    return _Plan(method, "", content, data, tree=after, created=not exists)
 
 
 def _checkParents(dirname: str) -> None:
@@ -537,35 +774,71 @@ def _checkParents(dirname: str) -> None:
         dirname = os.path.dirname(dirname)
 
 
-@dataclass(frozen=True)
+@dataclass
+class _Pending:
+    """A write waiting for its turn."""
+
+    doc: DocumentPath
+    ifMatch: str | None
+    check: Check | None
+    plan: partial[_Plan]
+    deferred: Deferred[WriteResult]
+
+
+@dataclass
 class _Plan:
-    """A computed write, not yet on disk: the bytes to store and the change it makes."""
+    """A computed write, not yet on disk: the bytes to store, the tree they are the
+    serialization of, and the edit that made it (C{None} when the tree is new)."""
 
     method: str
     selector: str
     content: str
     data: bytes | None
-    before: etree._ElementTree | None
-    after: etree._ElementTree | None
-    removed: tuple[etree._Element, ...] = ()
-    inserted: tuple[etree._Element, ...] = ()
-    containers: tuple[etree._Element, ...] = ()
+    tree: etree._ElementTree | None = None
+    edit: versions.Edit | None = None
+    verified: bool = False
     created: bool = False
+    versions: _EditVersions | _WholeVersions | None = None
+    """Set when the write is committed."""
 
     def change(self, url: str, sequence: int) -> Change:
-        return Change(
-            method=self.method,
-            url=url,
-            selector=self.selector,
-            sequence=sequence,
-            content=self.content,
-            before=self.before,
-            after=self.after,
-            removed=self.removed,
-            inserted=self.inserted,
-            containers=self.containers,
-            size=len(self.data) if self.data is not None else 0,
-        )
+        assert self.versions is not None
+        return Change.lazy(self.method, url, self.selector, sequence, self.content,
+                           len(self.data) if self.data is not None else 0, self.versions)
+
+
+class _EditVersions:
+    """The versions around an edit of a lineage."""
+
+    def __init__(self, edit: versions.Edit) -> None:
+        self.edit = edit
+        self.removed = edit.removed
+        self.inserted = edit.inserted
+        self.containers = edit.containers
+
+    def treeBefore(self) -> etree._ElementTree:
+        return self.edit.treeBefore()
+
+    def treeAfter(self) -> etree._ElementTree:
+        return self.edit.treeAfter()
+
+
+class _WholeVersions:
+    """The versions around a write that replaced the whole document: the last version
+    of the old lineage, the first of the new one."""
+
+    def __init__(self, before: versions.Edit | None, after: versions.Edit | None) -> None:
+        self.before = before
+        self.after = after
+        self.removed = [()] if before is not None else []
+        self.inserted = [()] if after is not None else []
+        self.containers: list[versions.Path] = []
+
+    def treeBefore(self) -> etree._ElementTree | None:
+        return self.before.treeAfter() if self.before is not None else None
+
+    def treeAfter(self) -> etree._ElementTree | None:
+        return self.after.treeAfter() if self.after is not None else None
 
 
 def _outermost(elements: list[etree._Element]) -> list[bool]:

@@ -95,8 +95,10 @@ class Viewer:
         """The content of C{change} that this viewer could GET, or C{None} if none."""
         if self.authorizer is None:
             return change.content
+        if not self.hidesParts:
+            return change.content if self.may("GET", change.url, None, None) else None
         tree = change.before if change.method == "DELETE" else change.after
-        if not self.hidesParts or tree is None:
+        if tree is None:
             return change.content if self.may("GET", change.url, None, None) else None
         access = self.authorizer.access(self.user, "GET", change.url, tree)
         nodes = change.removed if change.method == "DELETE" else change.inserted

@@ -1,7 +1,8 @@
 """
 HTML parsing, serialization and tree editing with html5lib and lxml.
 
-Documents are parsed as a browser would (html5lib into an lxml tree). Body fragments
+Documents are parsed as a browser would, into lxml trees: by html5lib, the reference,
+or by lexbor where it builds the same tree (L{parseWhole}). Body fragments
 are parsed in the context of the element they will live under, so that C{<li>},
 C{<tr>}, C{<td>} or C{<option>} land where they belong.
 """
@@ -16,6 +17,8 @@ from typing import Iterator, Union
 
 import html5lib
 from lxml import etree
+
+from rustybeam import fastparse
 
 Node = Union[etree._Element, str]
 """A parsed fragment node: an element (with its tail dropped) or a text string."""
@@ -38,11 +41,28 @@ def parseDocument(text: str | bytes) -> etree._ElementTree:
     return _parser().parse(text)
 
 
+def parseWhole(text: str) -> etree._ElementTree:
+    """Parse a whole document: with lexbor when it builds the tree html5lib would
+    (L{rustybeam.fastparse}), otherwise with html5lib."""
+    tree = fastparse.parse(text)
+    return tree if tree is not None else parseDocument(text)
+
+
 def parseLeniently(data: bytes) -> etree._ElementTree:
-    """Parse a file as a browser would even when it holds characters that an lxml
-    tree cannot (C0 controls, noncharacters): those become U+FFFD."""
+    """
+    Parse a file as a browser would even when it holds characters that an lxml
+    tree cannot (C0 controls, noncharacters): those become U+FFFD. Files are read as
+    UTF-8 (what they are served as); one that is not UTF-8 is left to html5lib's
+    encoding detection.
+    """
     try:
-        return parseDocument(data)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    try:
+        if text is None:
+            return parseDocument(data)
+        return parseWhole(text[1:] if text.startswith("\ufeff") else text)
     except ValueError:
         text = data.decode("utf-8", errors="replace")
         return parseDocument(_UNSTORABLE.sub("\ufffd", text))

@@ -236,9 +236,11 @@ def touches(selector: Selector, change: Change, footprint: Footprint | None = No
     before or after the change, is a changed element, contains one, or lies in one.
     """
     footprint = footprint or Footprint.of(change)
-    if change.before is not None and footprint.before.reaches(selector, change.before):
+    if footprint.before.enclosing and change.before is not None and footprint.before.reaches(
+            selector, change.before):
         return True
-    return change.after is not None and footprint.after.reaches(selector, change.after)
+    return bool(footprint.after.enclosing) and change.after is not None and (
+        footprint.after.reaches(selector, change.after))
 
 
 @dataclass(frozen=True)
@@ -272,14 +274,28 @@ class _Side:
         return False
 
 
-@dataclass(frozen=True)
 class Footprint:
-    """Where a change happened, before and after; computed once per change and shared
-    by every selector evaluated against it."""
+    """Where a change happened, before and after; computed once per change, when a
+    selector is first evaluated against it, and shared by every selector (a change
+    that only whole-document watchers see never rebuilds its versions)."""
 
-    before: _Side
-    after: _Side
+    def __init__(self, change: Change) -> None:
+        self._change = change
+        self._before: _Side | None = None
+        self._after: _Side | None = None
 
     @classmethod
     def of(cls, change: Change) -> Footprint:
-        return cls(_Side.of(change.removed, ()), _Side.of(change.inserted, change.containers))
+        return cls(change)
+
+    @property
+    def before(self) -> _Side:
+        if self._before is None:
+            self._before = _Side.of(self._change.removed, ())
+        return self._before
+
+    @property
+    def after(self) -> _Side:
+        if self._after is None:
+            self._after = _Side.of(self._change.inserted, self._change.containers)
+        return self._after

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.logger import Logger
 
 from rustybeam.documents import DocumentStore, StoreOptions
 from rustybeam.interfaces import IGuard
@@ -77,6 +78,7 @@ class DocumentService(Service):
         return self._resource
 
     def startService(self) -> None:
+        self.store.removeLeftovers()
         super().startService()
         self.notifier.startService()
 
@@ -89,3 +91,24 @@ class DocumentService(Service):
         if self.notifier.running:
             self.notifier.stopService()
         await self.factory.whenClosed(self.options.websocket.closeHandshakeTimeout + 1)
+
+
+class StopInOrder(MultiService):
+    """
+    A MultiService that stops its children one after the other, the last added
+    first (a plain MultiService stops them all at once): add what must stop last
+    first, e.g. the documents, then the request drain, then the listening endpoint.
+    """
+
+    log = Logger()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stopInOrder())
+
+    async def _stopInOrder(self) -> None:
+        for service in reversed(list(self)):
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                self.log.failure("stopping {service} failed", service=service)

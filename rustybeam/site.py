@@ -8,8 +8,14 @@ are discarded as they arrive instead of being spooled to a temporary file.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+from twisted.application.service import Service
+from twisted.internet import task
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -56,6 +62,35 @@ class DocumentSite(Site):
         self.maxBodyBytes = maxBodyBytes
         self.accessLog = accessLog
         self.metrics = metrics
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        if protocol is not None:
+            self._connections.add(protocol)
+        return protocol
+
+    def busy(self) -> bool:
+        """Whether a request is being processed or a response is still being sent
+        on an HTTP connection (WebSocket connections, which have left HTTP, aside)."""
+        for protocol in list(self._connections):
+            channel = getattr(protocol, "_channel", protocol)
+            transport = getattr(channel, "transport", None)
+            if transport is None or getattr(transport, "disconnected", False):
+                continue
+            if getattr(channel, "requests", None):
+                return True
+            if getattr(transport, "dataBuffer", b"") or getattr(transport, "_tempDataBuffer", None):
+                return True
+        return False
+
+    def closeIdle(self) -> None:
+        """Close every HTTP connection (after what it has buffered is sent)."""
+        for protocol in list(self._connections):
+            channel = getattr(protocol, "_channel", protocol)
+            transport = getattr(channel, "transport", None)
+            if transport is not None and not getattr(transport, "disconnected", False):
+                transport.loseConnection()
 
     def log(self, request: Request) -> None:
         if self.metrics is not None and request.code >= 400 and isUpgrade(request):
@@ -66,3 +101,36 @@ class DocumentSite(Site):
             super().log(request)
             return
         accessLog.log(entryFromRequest(request, getattr(request, "rustybeamUser", None)))
+
+
+class RequestDrain(Service):
+    """
+    The graceful stop of a L{DocumentSite}: stopped once the site no longer accepts
+    connections, it waits until every request being processed has been answered
+    and its response flushed (at most C{timeout} seconds), then closes the HTTP
+    connections; a request that was applied is never left without its answer.
+    """
+
+    log = Logger()
+
+    def __init__(self, site: DocumentSite, reactor: IReactorTime, timeout: float = 30.0,
+                 interval: float = 0.01) -> None:
+        self.site = site
+        self._reactor = reactor
+        self.timeout = timeout
+        self.interval = interval
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        deadline = self._reactor.seconds() + self.timeout
+        while self.site.busy() and self._reactor.seconds() < deadline:
+            await task.deferLater(self._reactor, self.interval, lambda: None)
+        if self.site.busy():
+            self.log.warn("stopping with HTTP requests still in progress after {timeout} s",
+                          timeout=self.timeout)
+        self.site.closeIdle()
+        while self.site.busy() and self._reactor.seconds() < deadline:
+            await task.deferLater(self._reactor, self.interval, lambda: None)

@@ -9,7 +9,7 @@ import os
 import sys
 
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.application.strports import service as endpointService
 from twisted.python import usage
 
@@ -28,8 +28,8 @@ from rustybeam.plugins.config_reload import ConfigReloader
 from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
-from rustybeam.service import DocumentOptions, DocumentService
-from rustybeam.site import DocumentSite
+from rustybeam.service import DocumentOptions, DocumentService, StopInOrder
+from rustybeam.site import DocumentSite, RequestDrain
 from rustybeam.websocket import WebSocketOptions
 
 _ws = WebSocketOptions()
@@ -205,7 +205,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     txaio.set_global_log_level("info")
-    top = MultiService()
+    top = StopInOrder()
     lifecycle = Lifecycle()
     documentOptions = options.documentOptions()
     config = options.serverConfig
@@ -243,6 +243,7 @@ def makeService(options: Options) -> IService:
         endpoints[b"metrics"] = MetricsEndpoint(metrics, options.metricsUsers)
     site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes,
                         accessLog, metrics)
+    RequestDrain(site, reactor).setServiceParent(top)
     endpointService(port, site).setServiceParent(top)
     lifecycle.setServiceParent(top)
     return top

@@ -282,3 +282,59 @@ def test_process_killed_during_writes_leaves_an_old_or_new_document_never_a_torn
             assert r.body != leftover.read_bytes()
     finally:
         server.stop()
+
+
+def test_temporary_files_left_by_killed_writes_are_removed_at_start_up(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("leftovers")
+    (root / "sub").mkdir()
+    (root / "doc.html").write_text("<p>doc</p>")
+    ours = [root / ".rustybeam-a1b2c3.tmp", root / "sub" / ".rustybeam-zz.tmp"]
+    others = [root / ".other-a1.tmp", root / "rustybeam-a1.tmp", root / ".rustybeam-a1.html"]
+    for path in (*ours, *others):
+        path.write_bytes(b"partial")
+    server = Server(root).start()
+    try:
+        assert server.request("GET", "/doc.html").status == 200
+        assert [p for p in ours if p.exists()] == []
+        assert [p for p in others if not p.exists()] == []
+    finally:
+        server.stop()
+
+
+def test_sigterm_answers_every_write_it_applied(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("stop")
+    filler = "".join(f'<li class="old">existing item {i} with some text</li>' for i in range(400))
+    (root / "log.html").write_text(
+        f'<!DOCTYPE html><html><head><title>log</title></head><body><ul id="log">{filler}</ul>'
+        "</body></html>")
+    server = Server(root).start()
+    answered: set[int] = set()
+    failed: list[int] = []
+
+    def post() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for i in range(1000):
+            try:
+                connection.request("POST", "/log.html", f'<li id="n{i}">{i}</li>'.encode(),
+                                   {"Range": "selector=#log"})
+                response = connection.getresponse()
+                response.read()
+                if response.status == 206 or response.status == 200:
+                    answered.add(i)
+            except (OSError, http.client.HTTPException):
+                failed.append(i)
+                return
+
+    writer = threading.Thread(target=post, daemon=True)
+    writer.start()
+    threading.Event().wait(1.0)
+    assert server.stop(signal.SIGTERM) == 0
+    writer.join(30)
+    assert not writer.is_alive()
+    tree = markup.parseDocument((root / "log.html").read_bytes())
+    stored = {int(e.get("id")[1:]) for e in tree.getroot().iter("li") if e.get("id")}
+    assert stored, "no write was applied before the stop"
+    assert stored - answered == set(), "applied writes whose client got no answer"
+    assert answered <= stored

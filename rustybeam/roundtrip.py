@@ -1,0 +1,106 @@
+"""
+Whether stored markup parses back into the tree it was serialized from.
+
+A write stores the serialization of the edited tree, so the tree must be what a
+browser would build from those bytes; markup that an HTML parser would move (a
+C{<div>} in a C{<p>}, a C{<tr>} outside a table) is refused instead (400).
+
+L{documentRoundTrips} decides it for a whole document by parsing it again. Once a
+document is known to round-trip, L{editRoundTrips} decides it for one edit at the
+cost of the edit: the tree builder's treatment of a node depends only on the document
+mode (the doctype) and on the elements open at that point, so a I{skeleton} -- the
+doctype, the chain of ancestors of the edited element with their attributes, the
+element siblings next to each link of the chain (without their content), and the
+new nodes themselves -- is parsed in place of the document (by L{markup.parseWhole}:
+lexbor where it builds html5lib's tree, html5lib elsewhere).
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+from lxml import etree
+
+from rustybeam import markup
+
+
+def documentRoundTrips(tree: etree._ElementTree, data: bytes) -> bool:
+    """Whether C{data}, the serialization of C{tree}, parses back into its structure."""
+    return markup.sameStructure(tree, markup.parseWhole(data.decode("utf-8")))
+
+
+def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: int,
+                   count: int) -> bool:
+    """
+    Whether the C{count} elements at C{index} of C{container} (just inserted into
+    C{tree}, with the text around them), or the gap at C{index} when C{count} is 0
+    (something was removed there), parse back where they are.
+    """
+    skeleton = _skeleton(container, index, count)
+    doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
+    data = (doctype + "\n" + etree.tostring(skeleton, method="html", encoding="unicode"))
+    return markup.sameStructure(etree.ElementTree(skeleton), markup.parseWhole(data))
+
+
+def _shallow(element: etree._Element) -> etree._Element:
+    """An element's tag and attributes, standing for it with its content (an empty
+    C{<li>} gets a comment, as lxml leaves out the end tag of an empty one)."""
+    copy = etree.Element(element.tag, dict(element.attrib))
+    if element.tag == "li":
+        copy.append(etree.Comment(""))
+    return copy
+
+
+def _elementSibling(element: etree._Element, preceding: bool) -> etree._Element | None:
+    for sibling in element.itersiblings(preceding=preceding):
+        if isinstance(sibling.tag, str):
+            return sibling
+    return None
+
+
+def _skeleton(container: etree._Element, index: int, count: int) -> etree._Element:
+    chain = [container, *container.iterancestors()]
+    chain.reverse()
+    top = current = _shallow(chain[0])
+    for depth, link in enumerate(chain[1:]):
+        copy = _shallow(link)
+        if depth == 0:
+            for child in chain[0]:
+                if child is link:
+                    current.append(copy)
+                elif isinstance(child.tag, str):
+                    current.append(_shallow(child))
+        else:
+            previous = _elementSibling(link, preceding=True)
+            if previous is not None:
+                current.append(_shallow(previous))
+            current.append(copy)
+            following = _elementSibling(link, preceding=False)
+            if following is not None:
+                current.append(_shallow(following))
+        current = copy
+    if container is chain[0]:
+        for child in container[:max(index - 1, 0)]:
+            if isinstance(child.tag, str):
+                current.append(_shallow(child))
+    if index > 0:
+        previousNode = container[index - 1]
+        if isinstance(previousNode.tag, str):
+            shallow = _shallow(previousNode)
+            shallow.tail = previousNode.tail
+            current.append(shallow)
+        elif len(current):
+            current[-1].tail = previousNode.tail
+        else:
+            current.text = previousNode.tail
+    else:
+        current.text = container.text
+    for offset in range(count):
+        current.append(deepcopy(container[index + offset]))
+    following = container[index + count:]
+    for node in following:
+        if isinstance(node.tag, str):
+            current.append(_shallow(node))
+            if container is not chain[0]:
+                break
+    return top

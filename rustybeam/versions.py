@@ -1,0 +1,255 @@
+"""
+Versions of a document tree that is edited in place, one change at a time.
+
+A document is served by two trees: the I{committed} one, which readers use and which
+is never modified while it is committed, and a I{working} one that the next write
+edits in a worker thread. When the write is on disk the two swap roles, and the edit
+is replayed on the former committed tree before the write after it, so that a write
+costs what it changes, not a copy of the document.
+
+Every edit is recorded as steps addressed by child-index paths. An earlier version
+of the document (the C{before} and C{after} of a change, which a selector watcher, a
+redacting viewer or a resuming client may ask for) is rebuilt only when asked: a
+copy of the committed tree with the newer edits undone.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from lxml import etree
+
+from rustybeam import markup
+from rustybeam.markup import Node
+
+Path = tuple[int, ...]
+
+
+def pathOf(element: etree._Element) -> Path:
+    """The child indexes that lead from the root element to C{element}."""
+    path: list[int] = []
+    parent = element.getparent()
+    while parent is not None:
+        path.append(parent.index(element))
+        element = parent
+        parent = element.getparent()
+    return tuple(reversed(path))
+
+
+def follow(tree: etree._ElementTree, path: Path) -> etree._Element:
+    element = tree.getroot()
+    for index in path:
+        element = element[index]
+    return element
+
+
+@dataclass
+class Step:
+    """
+    One elementary edit: C{kind} is C{replace} (the element at C{path} by C{nodes}),
+    C{append} (C{nodes} as last children of the element at C{path}) or C{remove}
+    (the element at C{path}; the root loses its children and text instead).
+
+    C{path} is taken just before the step; C{removed}, C{text} and C{tail} (the
+    parent's text and the tail of the node before the insertion point, before the
+    step) are what undoing it needs, C{nodes} untouched copies of what redoing it
+    inserts.
+    """
+
+    kind: str
+    path: Path
+    nodes: list[Node] | None
+    inserted: int
+    removed: list[etree._Element]
+    text: str | None
+    tail: str | None
+    index: int
+
+    def undo(self, tree: etree._ElementTree) -> None:
+        """Turn C{tree} from the state after this step back into the one before it."""
+        if self.kind == "remove" and not self.path:
+            root = tree.getroot()
+            root.text = self.text
+            for child in self.removed:
+                root.append(deepcopy(child))
+            return
+        parent = follow(tree, self.path if self.kind == "append" else self.path[:-1])
+        index = self.index
+        for _ in range(self.inserted):
+            del parent[index]
+        parent.text = self.text
+        if index > 0:
+            parent[index - 1].tail = self.tail
+        for offset, element in enumerate(self.removed):
+            parent.insert(index + offset, deepcopy(element))
+
+    def redo(self, tree: etree._ElementTree) -> None:
+        """Apply this step to C{tree}, which is in the state before it (once only:
+        the recorded nodes move into C{tree})."""
+        nodes = self.nodes or []
+        self.nodes = None
+        target = follow(tree, self.path)
+        if self.kind == "append":
+            markup.insertNodes(target, len(target), target[-1] if len(target) else None, nodes)
+        elif self.kind == "replace":
+            markup.replaceWith(target, nodes)
+        else:
+            markup.detach(target)
+
+
+def _pristine(nodes: list[Node]) -> list[Node]:
+    return [n if isinstance(n, str) else deepcopy(n) for n in nodes]
+
+
+def _textState(parent: etree._Element, index: int) -> tuple[str | None, str | None]:
+    return parent.text, (parent[index - 1].tail if index > 0 else None)
+
+
+def replace(target: etree._Element, nodes: list[Node]) -> Step:
+    """Replace C{target} (not the root) with C{nodes}; the step that did it."""
+    parent = target.getparent()
+    index = parent.index(target)
+    text, tail = _textState(parent, index)
+    step = Step("replace", pathOf(target), _pristine(nodes),
+                sum(1 for n in nodes if not isinstance(n, str)), [target], text, tail, index)
+    markup.replaceWith(target, nodes)
+    return step
+
+
+def append(container: etree._Element, nodes: list[Node]) -> Step:
+    """Append C{nodes} to C{container}; the step that did it."""
+    index = len(container)
+    text, tail = _textState(container, index)
+    step = Step("append", pathOf(container), _pristine(nodes),
+                sum(1 for n in nodes if not isinstance(n, str)), [], text, tail, index)
+    markup.insertNodes(container, index, container[-1] if index else None, nodes)
+    return step
+
+
+def remove(target: etree._Element) -> Step:
+    """Remove C{target} (the root keeps only itself); the step that did it."""
+    parent = target.getparent()
+    if parent is None:
+        step = Step("remove", (), None, 0, list(target), target.text, None, 0)
+    else:
+        index = parent.index(target)
+        text, tail = _textState(parent, index)
+        step = Step("remove", pathOf(target), None, 0, [target], text, tail, index)
+    markup.detach(target)
+    return step
+
+
+@dataclass(eq=False)
+class Edit:
+    """The steps of one write, and where its changed elements are in the versions
+    before (C{removed}) and after it (C{inserted}, C{containers})."""
+
+    steps: list[Step] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    inserted: list[Path] = field(default_factory=list)
+    containers: list[Path] = field(default_factory=list)
+    lineage: Lineage | None = None
+    version: int = 0
+    """The number of edits of its lineage up to and including this one."""
+    newer: Edit | None = None
+    """The edit that followed this one on the same lineage, once it is committed."""
+
+    def undo(self, tree: etree._ElementTree) -> None:
+        for step in reversed(self.steps):
+            step.undo(tree)
+
+    def redo(self, tree: etree._ElementTree) -> None:
+        for step in self.steps:
+            step.redo(tree)
+
+    def _newer(self) -> Iterator[Edit]:
+        edit = self.newer
+        while edit is not None:
+            yield edit
+            edit = edit.newer
+
+    def treeAfter(self) -> etree._ElementTree:
+        """The document as this edit left it, as a tree of its own."""
+        assert self.lineage is not None
+        return self.lineage.rebuild(self.version, lambda: list(self._newer()))
+
+    def treeBefore(self) -> etree._ElementTree:
+        """The document as it was before this edit, as a tree of its own."""
+        assert self.lineage is not None
+        return self.lineage.rebuild(self.version - 1, lambda: [self, *self._newer()])
+
+
+class Lineage:
+    """
+    One parsed document and the edits made to it since it was parsed: the committed
+    tree, a working copy for the next write, and the newest committed edit.
+    """
+
+    def __init__(self, tree: etree._ElementTree) -> None:
+        self.committed = tree
+        self.verified = False
+        """Whether the committed tree is known to serialize into markup that parses
+        back into the same structure (then a write needs only check what it adds)."""
+        self.latest = Edit(lineage=self)
+        """The newest committed edit; at first an empty one standing for the parsed
+        document. Older edits are kept alive only by the changes that need them."""
+        self._working: etree._ElementTree | None = None
+        self._pending: list[Edit] = []
+        self._built: dict[int, etree._ElementTree] = {}
+
+    def working(self) -> etree._ElementTree:
+        """The tree a write may edit (in the write's turn only), in the committed state."""
+        if self._working is None:
+            self._working = markup.copyTree(self.committed)
+        else:
+            for edit in self._pending:
+                edit.redo(self._working)
+        self._pending = []
+        return self._working
+
+    def discardWorking(self) -> None:
+        """Forget the working tree after a failed write (it is copied anew next time)."""
+        self._working = None
+        self._pending = []
+
+    def commit(self, edit: Edit, tree: etree._ElementTree) -> None:
+        """Make C{tree}, the working tree as C{edit} left it, the committed one."""
+        self.commitAll([edit], tree)
+
+    def commitAll(self, edits: list[Edit], tree: etree._ElementTree) -> None:
+        """Make C{tree}, the working tree as C{edits} (in order) left it, the
+        committed one; the former committed tree becomes the working one, to be
+        brought up to date by redoing them before the next write."""
+        for edit in edits:
+            edit.lineage = self
+            edit.version = self.latest.version + 1
+            self.latest.newer = edit
+            self.latest = edit
+        previous, self.committed = self.committed, tree
+        self._working, self._pending = previous, list(edits)
+        self.verified = True
+
+    def release(self) -> None:
+        """Drop the working tree (the store no longer caches this document)."""
+        self._working = None
+        self._pending = []
+
+    def rebuild(self, version: int, newer: Callable[[], list[Edit]]) -> etree._ElementTree:
+        """
+        The document at C{version}, as a tree of its own: the committed tree with
+        C{newer()} (the edits after that version, oldest first) undone. The last two
+        trees built are kept, so that one change's C{after} is the next one's
+        C{before} without a second copy (as when each version was a tree).
+        """
+        built = self._built.get(version)
+        if built is not None:
+            return built
+        tree = markup.copyTree(self.committed)
+        for edit in reversed(newer()):
+            edit.undo(tree)
+        self._built[version] = tree
+        while len(self._built) > 2:
+            del self._built[next(iter(self._built))]
+        return tree
