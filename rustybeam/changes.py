@@ -39,6 +39,9 @@ class Change:
     """Elements of C{after} that received new nodes (POST targets, parents of PUT)."""
     size: int = 0
     """Bytes of the document as this change stored it (what keeping it costs)."""
+    body: bytes | None = None
+    """The request body as sent (C{None} for DELETE): with C{method}, C{url} and
+    C{selector}, what a replica needs to apply the same write to its own copy."""
 
     @property
     def wholeDocument(self) -> bool:

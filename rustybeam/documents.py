@@ -348,6 +348,27 @@ class DocumentStore:
         """Remove the whole file."""
         return self._write(doc, ifMatch, check, partial(_applyWhole, doc, "DELETE", None))
 
+    @property
+    def origin(self) -> int:
+        """The sequence number of every document that has not changed since start-up."""
+        return self._origin
+
+    async def snapshot(self, doc: DocumentPath) -> tuple[int, bytes | None]:
+        """The document's bytes (C{None} when missing) and sequence number, taken in
+        a write's turn so that they agree (what a cluster replica starts from)."""
+        lock = self._locks.setdefault(doc.url, DeferredLock())
+        await lock.acquire()
+        try:
+            try:
+                data: bytes | None = self.read(doc)
+            except Problem:
+                data = None
+            return self.sequence(doc.url), data
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._locks.pop(doc.url, None)
+
     def drain(self) -> Deferred:
         """Fire when every write accepted so far is on disk and reported."""
         return DeferredList(list(self._inflight), consumeErrors=True)
@@ -499,6 +520,7 @@ def _applySelector(method: str, selector: Selector, body: bytes,
         removed=tuple(targets) if method != "POST" else (),
         inserted=tuple(inserted),
         containers=tuple(containers),
+        body=body if method != "DELETE" else None,
     )
 
 def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
@@ -526,6 +548,7 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
         removed=(before.getroot(),) if before is not None else (),
         inserted=(after.getroot(),) if after is not None else (),
         created=not exists,
+        body=body,
     )
 
 
@@ -551,6 +574,7 @@ class _Plan:
     inserted: tuple[etree._Element, ...] = ()
     containers: tuple[etree._Element, ...] = ()
     created: bool = False
+    body: bytes | None = None
 
     def change(self, url: str, sequence: int) -> Change:
         return Change(
@@ -565,6 +589,7 @@ class _Plan:
             inserted=self.inserted,
             containers=self.containers,
             size=len(self.data) if self.data is not None else 0,
+            body=self.body,
         )
 
 

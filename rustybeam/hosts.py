@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import Callable
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
@@ -25,6 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog, AccessLogOptions
+from rustybeam.changelog import StoreFactory, inProcessStore
 from rustybeam.auth import AuthFile, Authorizer, loadAuthFile
 from rustybeam.config import PATH_PROPERTIES, ConfigError, HostConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
@@ -127,8 +129,9 @@ class VirtualHost(DocumentService):
     """A L{DocumentService} for one C{HostConfig}, with its access log."""
 
     def __init__(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None,
-                 reactor: object = None) -> None:
-        super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor)  # type: ignore[arg-type]
+                 reactor: object = None, makeStore: StoreFactory = inProcessStore) -> None:
+        super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor,  # type: ignore[arg-type]
+                         makeStore)
         self.config = host
         self.name = host.hostName
         self.accessLog = accessLogFor(host)
@@ -177,19 +180,22 @@ class _Problem(Resource):
 
 
 def hostsService(config: ServerConfig, base: DocumentOptions,
-                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None
+                 guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
+                 storeFor: Callable[[str], StoreFactory] | None = None,
                  ) -> tuple[MultiService, HostRouter]:
     """
     Every configured host as a service, and the resource that routes to them.
 
     @param guards: each host's access control by host name, when already loaded
         (the command line loads them to validate the configuration).
+    @param storeFor: the store factory of each host by host name (a cluster's).
     """
     parent = MultiService()
     hosts: dict[str, VirtualHost] = {}
     for host in config.hosts:
         guard = guards[host.hostName] if guards is not None else guardFor(host)
-        service = VirtualHost(host, base, guard, reactor)
+        makeStore = storeFor(host.hostName) if storeFor is not None else inProcessStore
+        service = VirtualHost(host, base, guard, reactor, makeStore)
         service.setServiceParent(parent)
         hosts[host.hostName] = service
     return parent, HostRouter(config, hosts)
