@@ -67,3 +67,5 @@ NOT_READY = Problem(503, "not-ready", "this node has not yet copied the document
 REPLICA_BEHIND = Problem(504, "replica-behind", "the writer applied the write but this node's "
                          "copy has not caught up yet")
 CLUSTER_REFUSED = Problem(403, "cluster-refused", "not a member of this cluster")
+WRITER_FAILED = Problem(502, "writer-failed", "the cluster's writer failed while handling the "
+                        "write; it may or may not have been applied")
