@@ -72,6 +72,8 @@ CLUSTER_HEADER = b"X-Rustybeam-Cluster"
 """Carries the cluster's shared secret on requests from an edge to the writer."""
 CLUSTER_PATH = b"/_rustybeam/cluster/"
 SNAPSHOT_PATH = CLUSTER_PATH + b"snapshot"
+"""Below the mount point of the cluster's resource tree (the site root from the
+command line)."""
 WRITE_METHODS = (b"PUT", b"POST", b"DELETE")
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
                b"proxy-authorization", b"proxy-authenticate", b"content-length",
@@ -80,6 +82,19 @@ _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b
 
 def _urlPath(url: str) -> str:
     return quote(url, safe="/")
+
+
+def _below(path: bytes, request: Request) -> bytes:
+    """The request's path below the resource that was asked for its child C{path}."""
+    return b"/" + b"/".join([path, *request.postpath])
+
+
+def _reactor(reactor: Any) -> Any:
+    if reactor is None:
+        from twisted.internet import reactor as default
+
+        return default
+    return reactor
 
 
 # The writer
@@ -161,18 +176,19 @@ class WriterRoot(Resource):
         self.secret = secret
         self.snapshots = SnapshotResource(stores)
 
-    def _refused(self, request: Request) -> bool:
+    def _refused(self, request: Request, below: bytes) -> bool:
         claimed = request.getHeader(CLUSTER_HEADER)
-        cluster = request.path.startswith(CLUSTER_PATH)
+        cluster = below.startswith(CLUSTER_PATH)
         if claimed is None and not cluster:
             return False
         secret = self.secret()
         return secret is None or claimed is None or not _same(claimed, secret.encode())
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
-        if self._refused(request):
+        below = _below(path, request)
+        if self._refused(request, below):
             return _ProblemResource(CLUSTER_REFUSED)
-        if request.path.split(b"?", 1)[0] == SNAPSHOT_PATH:
+        if below == SNAPSHOT_PATH:
             return self.snapshots
         return self.inner.getChildWithDefault(path, request)
 
@@ -189,9 +205,9 @@ def _same(a: bytes, b: bytes) -> bool:
 class WriterNode(MultiService):
     """The writer's cluster side: the stream publisher and the stores it announces."""
 
-    def __init__(self, options: RedisOptions, reactor: IReactorTime) -> None:
+    def __init__(self, options: RedisOptions, reactor: IReactorTime | None = None) -> None:
         super().__init__()
-        self.publisher = RedisChangeLog(options, reactor)
+        self.publisher = RedisChangeLog(options, _reactor(reactor))
         self.publisher.setServiceParent(self)
         self.stores: dict[str, DocumentStore] = {}
 
@@ -351,7 +367,7 @@ class EdgeRoot(Resource):
         if not self.node.follower.ready:
             return _ProblemResource(NOT_READY)
         if request.method in WRITE_METHODS:
-            return _Forward(self.node, self.replicaFor)
+            return _Forward(self.node, self.replicaFor, _below(path, request))
         return self.inner.getChildWithDefault(path, request)
 
     def render(self, request: Request) -> bytes | int:
@@ -364,10 +380,12 @@ class _Forward(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, node: EdgeNode, replicaFor: Callable[[Request], ReplicaStore | None]) -> None:
+    def __init__(self, node: EdgeNode, replicaFor: Callable[[Request], ReplicaStore | None],
+                 path: bytes) -> None:
         super().__init__()
         self.node = node
         self.replicaFor = replicaFor
+        self.path = path
 
     def render(self, request: Request) -> bytes | int:
         if getattr(request, "rustybeamTooLarge", False):
@@ -389,8 +407,9 @@ class _Forward(Resource):
                                                    if hasattr(request.getClientAddress(), "host")
                                                    else b"unknown"])
         try:
+            query = b"?" + request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
             response = await node.agent.request(
-                request.method, node.writer + request.uri, headers,
+                request.method, node.writer + self.path + query, headers,
                 FileBodyProducer(BytesIO(body)) if body else None)
             data = await readBody(response)
         except (ConnectError, DNSLookupError) as e:
@@ -400,7 +419,7 @@ class _Forward(Resource):
         sequence = response.headers.getRawHeaders(SEQUENCE_HEADER)
         replica = self.replicaFor(request)
         if 200 <= response.code < 300 and sequence and replica is not None:
-            url = replica.locate(request.path.split(b"?", 1)[0]).url
+            url = replica.locate(self.path).url
             caught = replica.waitFor(url, int(sequence[0]))
             caught.addTimeout(node.catchUpTimeout, node.clock, lambda result, timeout: False)
             if not await caught:
@@ -433,14 +452,16 @@ class EdgeNode(MultiService):
     The edge's cluster side: its replicas (in a private temporary directory), the
     stream follower that keeps them current, and the client that reaches the writer.
 
-    @param writer: the writer's base URL, e.g. C{http://10.0.0.1:3000}.
+    @param writer: the base URL of the writer's tree, e.g. C{http://10.0.0.1:3000}
+        (with the mount point's path when the tree is embedded below the root).
     """
 
     catchUpTimeout = 10.0
     """Seconds a forwarded write waits for the replica before it is answered 504."""
 
-    def __init__(self, options: RedisOptions, writer: str, reactor: Any) -> None:
+    def __init__(self, options: RedisOptions, writer: str, reactor: Any = None) -> None:
         super().__init__()
+        reactor = _reactor(reactor)
         self.options = options
         self.writer = writer.rstrip("/").encode("ascii")
         self.clock = reactor

@@ -42,9 +42,12 @@ class RedisOptions:
     """How a node reaches Redis and how much the shared stream keeps."""
 
     url: str = "redis://127.0.0.1:6379/0"
-    streamLength: int = 100_000
-    """Entries the stream keeps (C{XADD MAXLEN ~}); a node that falls further behind
+    streamLength: int = 256 * 1024
+    """Entries the stream keeps (C{XADD MAXLEN ~}): C{--history} changes for each of
+    the documents whose history a node keeps. A node that falls further behind
     copies the documents again."""
+    streamBytes: int = 32 * 1024 * 1024
+    """Bytes of entries the stream keeps (C{XTRIM MINID}), C{--history-bytes}."""
     prefix: str = "rustybeam:"
     """Prefix of every key, so that several clusters can share one Redis."""
     backoff: float = 0.1
@@ -149,6 +152,8 @@ class RedisChangeLog(Service):
         self.epoch: str | None = None
         self.sent = 0
         self._pending: deque[str] = deque()
+        self._kept: deque[tuple[str, int]] = deque()
+        self._keptBytes = 0
         self._wake: Deferred[None] | None = None
         self._loop: Deferred[None] | None = None
         self._connection: Any = None
@@ -228,14 +233,31 @@ class RedisChangeLog(Service):
                 await self._wake
                 continue
             batch = [self._pending[i] for i in range(min(len(self._pending), 256))]
-            await gatherResults([
+            ids = await gatherResults([
                 connection.execute_command("XADD", self.options.stream, "MAXLEN", "~",
                                            str(self.options.streamLength), "*", "c", text)
                 for text in batch
             ], consumeErrors=True)
-            for _ in batch:
+            for entryId, text in zip(ids, batch):
                 self._pending.popleft()
+                self._kept.append((entryId, len(text)))
+                self._keptBytes += len(text)
             self.sent += len(batch)
+            await self._trim(connection)
+
+    async def _trim(self, connection: Any) -> None:
+        """Drop the oldest entries past C{streamBytes} (those this writer added)."""
+        if self._keptBytes <= self.options.streamBytes:
+            while len(self._kept) > self.options.streamLength:
+                self._keptBytes -= self._kept.popleft()[1]
+            return
+        while self._kept and self._keptBytes > self.options.streamBytes:
+            self._keptBytes -= self._kept.popleft()[1]
+        first = self._kept[0][0] if self._kept else "+"
+        if first == "+":
+            await connection.execute_command("XTRIM", self.options.stream, "MAXLEN", "0")
+        else:
+            await connection.execute_command("XTRIM", self.options.stream, "MINID", first)
 
 
 class Replica(Protocol):

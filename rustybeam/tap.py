@@ -257,7 +257,10 @@ def _clusterNode(options: Options, reactor: object) -> object | None:
     from rustybeam.cluster import EdgeNode, WriterNode
     from rustybeam.redislog import SECRET_ENVIRONMENT, RedisOptions
 
-    redis = RedisOptions(url=options["redis"])
+    notifier = NotifierOptions()
+    redis = RedisOptions(url=options["redis"],
+                         streamLength=max(1, options["history"] * notifier.historyDocuments),
+                         streamBytes=options["history-bytes"])
     if options["writer"] is not None:
         return EdgeNode(redis, options["writer"], reactor)
     if options["workers"] > 1 and not os.environ.get(SECRET_ENVIRONMENT):

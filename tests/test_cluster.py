@@ -303,3 +303,11 @@ def test_workers_share_one_port_and_stop_together_with_1001(tmp_path, redis):
                    "zombie" in open(f"/proc/{child}/status").read(), what="the edge to stop")
     finally:
         parent.stop()
+
+
+def test_the_shared_stream_keeps_no_more_than_history_bytes(cluster, redis):
+    writer = cluster(None, "--history-bytes", "3000")
+    for i in range(12):
+        writer.select("POST", "/index.html", "#list", f"<li>{i:03d}{'x' * 400}</li>")
+    kept = int(redis.command("XLEN", "rustybeam:log")[1:])
+    assert 1 <= kept <= 5
