@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import Server, Watcher, freePort
+from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
 from redisserver import RedisServer
 
 PAGE = ('<!DOCTYPE html><html><head><title>t</title></head><body>'
@@ -34,20 +34,23 @@ class Node(Server):
     """A cluster node: the writer (with a root) or an edge (with --writer, no root)."""
 
     def __init__(self, root: Path, redis: RedisServer, writer: Node | None = None,
-                 *args: str, port: int | None = None) -> None:
+                 *args: str, port: int | None = None, config: Path | None = None) -> None:
         super().__init__(root, *args)
         if port is not None:
             self.port = port
         self.args = ["--port", f"tcp:{self.port}:interface=127.0.0.1", "--redis", redis.url, *args]
-        if writer is None:
+        if config is not None:
+            self.args += ["--config", str(config)]
+        if writer is None and config is None:
             self.args += ["--root", str(root)]
-        else:
+        elif writer is not None:
             self.args += ["--writer", f"http://127.0.0.1:{writer.port}"]
             self.log = root.parent / f"edge-{self.port}.log"
 
     def start(self) -> Node:
         super().start()
-        eventually(lambda: self.request("GET", "/").status != 503, what="the node to be ready")
+        eventually(lambda: self.request("GET", "/", headers={"Host": "localhost"}).status != 503,
+                   what="the node to be ready")
         return self
 
 
@@ -311,3 +314,66 @@ def test_the_shared_stream_keeps_no_more_than_history_bytes(cluster, redis):
         writer.select("POST", "/index.html", "#list", f"<li>{i:03d}{'x' * 400}</li>")
     kept = int(redis.command("XLEN", "rustybeam:log")[1:])
     assert 1 <= kept <= 5
+
+
+def liveConfig(tmp: Path) -> Path:
+    """The compatibility tests' live configuration: basic-auth letting anonymous
+    requests reach selector rules that hide C{.private} from all but admin."""
+    config = (FIXTURES / "config" / "websocket-config.html").read_text()
+
+    def row(library: str, **properties: str) -> str:
+        spans = "".join(f'<span itemprop="{k}">{v}</span>' for k, v in properties.items())
+        return ('<tr><td>Plugin</td><td itemprop="plugin" itemscope '
+                'itemtype="https://rustybeam.net/schema/Plugin">'
+                f'<span itemprop="library">file://./plugins/{library}</span>{spans}</td></tr>\n')
+
+    authfile = "file://./tests/plugins/hosts/websocket/users.html"
+    before = (row("librusty_beam_basic_auth.so", realm="Live Docs", authfile=authfile,
+                  allow_anonymous="true")
+              + row("librusty_beam_authorization.so", authfile=authfile))
+    first = config.index("<tr>\n                <td>Plugin</td>")
+    config = config[:first] + before + config[first:]
+    (tmp / "config.html").write_text(config)
+    root = tmp / "tests/plugins/hosts/websocket"
+    import shutil
+
+    shutil.copytree(DOCUMENTS, root)
+    shutil.copy(HERE / "data" / "auth" / "live-rules.html", root / "users.html")
+    return tmp / "config.html"
+
+
+def test_with_a_config_every_node_authorizes_and_redacts_alike(tmp_path, redis):
+    import base64
+
+    config = liveConfig(tmp_path)
+    local = {"Host": "localhost"}
+    admin = {**local, "Authorization": "Basic " + base64.b64encode(b"admin:admin123").decode()}
+    writer = Node(tmp_path / "w", redis, None, config=config).start()
+    edge = Node(tmp_path / "e", redis, writer, config=config).start()
+    watching: list[Watcher] = []
+    try:
+        for node in (writer, edge):
+            anonymous = node.request("GET", "/doc.html", headers=local)
+            assert anonymous.status == 200 and b"Secret" not in anonymous.body
+            assert b"Secret" in node.request("GET", "/doc.html", headers=admin).body
+            assert node.select("GET", "/doc.html", ".private", headers=local).status == 401
+            assert node.select("PUT", "/doc.html", "#content", "<div id=content>x</div>",
+                               headers=local).status == 401
+            w = Watcher(node, "/doc.html", host="localhost")
+            assert w.subscribe()["type"] == "subscribed"
+            watching.append(w)
+        r = edge.select("PUT", "/doc.html", "#secret", '<div class="private" id="secret">New secret</div>',
+                        headers=admin)
+        assert r.status == 206
+        assert b"New secret" in edge.request("GET", "/doc.html", headers=admin).body
+        r = edge.select("PUT", "/doc.html", "#content", "<div id=content>public</div>", headers=admin)
+        assert r.status == 206
+        items = [w.item().raw for w in watching]
+        assert items[0] == items[1] and "public" in items[0]
+        for w in watching:
+            w.nothing()
+    finally:
+        for w in watching:
+            w.close()
+        edge.stop()
+        writer.stop()
