@@ -45,6 +45,7 @@ from rustybeam.changes import Change, ChangeSink
 from rustybeam.documents import DocumentStore, StoreOptions, atomicWrite, durableUnlink
 from rustybeam.documents import _applySelector, _applyWhole
 from rustybeam.errors import (
+    CLUSTER_NOT_READY,
     CLUSTER_REFUSED,
     INTERNAL,
     NOT_READY,
@@ -176,18 +177,23 @@ class WriterRoot(Resource):
         self.secret = secret
         self.snapshots = SnapshotResource(stores)
 
-    def _refused(self, request: Request, below: bytes) -> bool:
+    def _refused(self, request: Request, below: bytes) -> Problem | None:
+        """Why a request from an edge (or for the snapshot) is refused, if it is."""
         claimed = request.getHeader(CLUSTER_HEADER)
-        cluster = below.startswith(CLUSTER_PATH)
-        if claimed is None and not cluster:
-            return False
+        if claimed is None and not below.startswith(CLUSTER_PATH):
+            return None
         secret = self.secret()
-        return secret is None or claimed is None or not _same(claimed, secret.encode())
+        if secret is None:
+            return CLUSTER_NOT_READY
+        if claimed is None or not _same(claimed, secret.encode()):
+            return CLUSTER_REFUSED
+        return None
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
         below = _below(path, request)
-        if self._refused(request, below):
-            return _ProblemResource(CLUSTER_REFUSED)
+        refused = self._refused(request, below)
+        if refused is not None:
+            return _ProblemResource(refused)
         if below == SNAPSHOT_PATH:
             return self.snapshots
         return self.inner.getChildWithDefault(path, request)

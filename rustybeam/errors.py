@@ -69,3 +69,5 @@ REPLICA_BEHIND = Problem(504, "replica-behind", "the writer applied the write bu
 CLUSTER_REFUSED = Problem(403, "cluster-refused", "not a member of this cluster")
 WRITER_FAILED = Problem(502, "writer-failed", "the cluster's writer failed while handling the "
                         "write; it may or may not have been applied")
+CLUSTER_NOT_READY = Problem(503, "writer-not-ready", "the writer has not reached Redis yet; "
+                            "nothing was applied").withHeader(b"Retry-After", b"1")

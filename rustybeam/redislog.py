@@ -144,6 +144,8 @@ class RedisChangeLog(Service):
 
     log = Logger()
     maxPending = 100_000
+    flushTimeout = 2.0
+    """Seconds a stopping writer spends sending the entries still queued."""
 
     def __init__(self, options: RedisOptions, reactor: IReactorTime) -> None:
         self.options = options
@@ -179,12 +181,14 @@ class RedisChangeLog(Service):
         self._loop = ensureDeferred(self._run())
 
     def stopService(self) -> Deferred[None] | None:
+        """Stop once the queued entries are sent, or after C{flushTimeout}."""
         super().stopService()
         if self._wake is not None:
             wake, self._wake = self._wake, None
             wake.callback(None)
         if self._loop is None:
             return None
+        self._loop.addTimeout(self.flushTimeout, self.clock)
         return self._loop.addBoth(lambda _: None)
 
     async def _run(self) -> None:
@@ -227,7 +231,7 @@ class RedisChangeLog(Service):
             await connection.execute_command("SET", self.options.secretKey, self.secret)
 
     async def _send(self, connection: Any) -> None:
-        while self.running:
+        while self.running or self._pending:
             if not self._pending:
                 self._wake = Deferred()
                 await self._wake
