@@ -257,6 +257,32 @@ def test_redis_restarted_without_its_data_makes_edges_copy_the_documents_again(c
                == writer.request("GET", "/index.html").body, what="the edge to match the writer")
 
 
+def test_a_persistent_redis_restarted_lets_edges_replay_the_stream(tmp_path, redis, watchers):
+    redis.stop()
+    persistent = RedisServer(tmp_path / "aof", persistent=True).start()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    writer = Node(root, persistent).start()
+    edge = Node(root, persistent, writer).start()
+    try:
+        start = sequenceOf(writer)
+        w = subscribed(watchers, edge, since=start)
+        writer.select("POST", "/index.html", "#list", "<li>before</li>")
+        assert w.item().content == "<li>before</li>"
+        persistent.stop()
+        writer.select("POST", "/index.html", "#list", "<li>while redis was down</li>")
+        persistent.start()
+        item = w.item(timeout=20)
+        assert (item.method, item.selector, item.content, item.sequence) == \
+            ("POST", "#list", "<li>while redis was down</li>", start + 2)
+        w.nothing()
+    finally:
+        edge.stop()
+        writer.stop()
+        persistent.stop()
+
+
 def test_a_node_that_fell_behind_the_stream_copies_the_documents_again(cluster, redis, watchers):
     writer = cluster()
     edge = cluster(writer)
