@@ -42,7 +42,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from rustybeam import markup
 from rustybeam.changelog import StoreFactory
 from rustybeam.changes import Change, ChangeSink
-from rustybeam.documents import DocumentStore, StoreOptions, atomicWrite, durableUnlink
+from rustybeam.documents import DocumentStore, FileInfo, StoreOptions, atomicWrite, durableUnlink
 from rustybeam.documents import _applySelector, _applyWhole
 from rustybeam.errors import (
     CLUSTER_NOT_READY,
@@ -56,7 +56,7 @@ from rustybeam.errors import (
     Problem,
 )
 from rustybeam.notifier import DocumentChangeNotifier
-from rustybeam.paths import TEMP_PREFIX, TEMP_SUFFIX
+from rustybeam.paths import TEMP_PREFIX, TEMP_SUFFIX, DocumentPath
 from rustybeam.redislog import (
     SECRET_ENVIRONMENT,
     Entry,
@@ -118,9 +118,9 @@ async def snapshotOf(store: DocumentStore) -> dict[str, Any]:
             if doc.url in seen or not os.path.isfile(doc.filename):
                 continue
             seen.add(doc.url)
-            sequence, data = await store.snapshot(doc)
+            sequence, data, etag = await store.snapshot(doc)
             if data is not None:
-                documents.append({"url": doc.url, "sequence": sequence,
+                documents.append({"url": doc.url, "sequence": sequence, "etag": etag,
                                   "data": base64.b64encode(data).decode("ascii")})
     return {"origin": store.origin, "documents": documents}
 
@@ -220,8 +220,9 @@ class WriterNode(MultiService):
     def storeFor(self, host: str) -> StoreFactory:
         def make(root: str, notifier: DocumentChangeNotifier, options: StoreOptions,
                  reactor: IReactorThreads) -> DocumentStore:
-            store = DocumentStore(root, self.publisher.logFor(host, notifier).append, options,
-                                  reactor)
+            log = self.publisher.logFor(host, notifier)
+            store = DocumentStore(root, log.append, options, reactor)
+            log.store = store
             self.stores[host] = store
             return store
 
@@ -251,7 +252,16 @@ class ReplicaStore(DocumentStore):
         self.onChange = self._applied
         self._sink = sink
         self._expected: dict[str, int] = {}
+        self._etags: dict[str, str] = {}
+        self._etagAt: dict[tuple[str, int], str | None] = {}
         self._waiting: dict[str, list[tuple[int, Deferred[bool]]]] = {}
+
+    def info(self, doc: DocumentPath) -> FileInfo | None:
+        """The replica's file, described with the writer's ETag (so that C{If-Match}
+        and C{If-None-Match} mean the same on every node)."""
+        info = super().info(doc)
+        etag = self._etags.get(doc.url)
+        return replace(info, etag=etag) if info is not None and etag else info
 
     def _write(self, *args: Any) -> Deferred[Any]:
         raise WRITER_UNAVAILABLE.because("an edge never writes its replica itself")
@@ -265,6 +275,7 @@ class ReplicaStore(DocumentStore):
         if entry.sequence != expected + 1:
             raise Gap(f"{entry.url}: sequence {entry.sequence} after {expected}")
         self._expected[doc.url] = entry.sequence
+        self._etagAt[(doc.url, entry.sequence)] = entry.etag
         if entry.selector:
             plan = partial(_applySelector, entry.method, selectors.compile(entry.selector),
                            entry.body or b"")
@@ -285,6 +296,8 @@ class ReplicaStore(DocumentStore):
         await self.drain()
         self._origin = int(snapshot["origin"])
         self._expected.clear()
+        self._etagAt.clear()
+        self._etags = {item["url"]: item["etag"] for item in snapshot["documents"] if item.get("etag")}
         sequences: dict[str, int] = {}
         kept: set[str] = set()
         for item in snapshot["documents"]:
@@ -327,6 +340,13 @@ class ReplicaStore(DocumentStore):
         self._applied(change)
 
     def _applied(self, change: Change) -> None:
+        key = (change.url, change.sequence)
+        if key in self._etagAt:
+            etag = self._etagAt.pop(key)
+            if etag is None:
+                self._etags.pop(change.url, None)
+            else:
+                self._etags[change.url] = etag
         try:
             self._sink(change)
         finally:

@@ -353,17 +353,18 @@ class DocumentStore:
         """The sequence number of every document that has not changed since start-up."""
         return self._origin
 
-    async def snapshot(self, doc: DocumentPath) -> tuple[int, bytes | None]:
-        """The document's bytes (C{None} when missing) and sequence number, taken in
-        a write's turn so that they agree (what a cluster replica starts from)."""
+    async def snapshot(self, doc: DocumentPath) -> tuple[int, bytes | None, str | None]:
+        """The document's sequence number, bytes and ETag (C{None} when missing), taken
+        in a write's turn so that they agree (what a cluster replica starts from)."""
         lock = self._locks.setdefault(doc.url, DeferredLock())
         await lock.acquire()
         try:
             try:
+                info = self.info(doc)
                 data: bytes | None = self.read(doc)
             except Problem:
-                data = None
-            return self.sequence(doc.url), data
+                info, data = None, None
+            return self.sequence(doc.url), data, info.etag if info is not None else None
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:

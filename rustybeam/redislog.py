@@ -21,7 +21,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import txredisapi
 from twisted.application.service import Service
@@ -31,6 +31,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from rustybeam.changes import Change
+from rustybeam.documents import DocumentStore
+from rustybeam.errors import Problem
 from rustybeam.notifier import DocumentChangeNotifier
 
 SECRET_ENVIRONMENT = "RUSTYBEAM_CLUSTER_SECRET"
@@ -97,11 +99,13 @@ class Entry:
     """For C{hello}: the sequence every unchanged document has on the new writer."""
     time: float = 0.0
     """When the writer had made the change durable (its clock), for lag measurements."""
+    etag: str | None = None
+    """The document's ETag on the writer after the change, which replicas answer with."""
 
     @classmethod
-    def of(cls, host: str, change: Change, now: float) -> Entry:
+    def of(cls, host: str, change: Change, now: float, etag: str | None) -> Entry:
         return cls("change", host, change.url, change.sequence, change.method, change.selector,
-                   change.body, change.size, time=now)
+                   change.body, change.size, time=now, etag=etag)
 
     def encode(self) -> str:
         fields = dict(self.__dict__)
@@ -127,10 +131,24 @@ class _HostLog:
         self.publisher = publisher
         self.host = host
         self.notifier = notifier
+        self.store: DocumentStore | None = None
+        """The store whose changes these are (to read each change's ETag)."""
 
     def append(self, change: Change) -> None:
         self.notifier.changed(change)
-        self.publisher.publish(Entry.of(self.host, change, self.publisher.clock.seconds()))
+        self.publisher.publish(Entry.of(self.host, change, self.publisher.clock.seconds(),
+                                        self._etag(change.url)))
+
+    def _etag(self, url: str) -> str | None:
+        """The ETag of the version just stored: the store reports a change before
+        another write to the document may start."""
+        if self.store is None:
+            return None
+        try:
+            info = self.store.info(self.store.locate(quote(url, safe="/")))
+        except Problem:
+            return None
+        return info.etag if info is not None else None
 
 
 class RedisChangeLog(Service):

@@ -153,6 +153,20 @@ def test_a_write_through_an_edge_is_answered_once_that_edge_reads_it(cluster):
     assert writer.request("GET", "/index.html").body == edge.request("GET", "/index.html").body
 
 
+def test_etags_are_the_writers_on_every_node(cluster):
+    writer = cluster()
+    edge = cluster(writer)
+    etag = edge.request("GET", "/index.html").headers["ETag"]
+    assert etag == writer.request("GET", "/index.html").headers["ETag"]
+    assert edge.request("GET", "/index.html", headers={"If-None-Match": etag}).status == 304
+    r = edge.select("PUT", "/index.html", "#note", '<p id="note">matched</p>', {"If-Match": etag})
+    assert r.status == 206
+    assert edge.request("GET", "/index.html").headers["ETag"] == r.headers["ETag"] \
+        == writer.request("GET", "/index.html").headers["ETag"] != etag
+    stale = edge.select("PUT", "/index.html", "#note", '<p id="note">stale</p>', {"If-Match": etag})
+    assert stale.status == 412
+
+
 def test_concurrent_writes_through_different_nodes_are_all_applied_once_in_one_order(cluster, watchers):
     writer = cluster()
     edges = [cluster(writer), cluster(writer)]
