@@ -19,6 +19,7 @@ stream cannot bring them up to date.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
 import shutil
@@ -129,6 +130,7 @@ class SnapshotResource(Resource):
     """C{GET /_rustybeam/cluster/snapshot?host=NAME}: a host's documents, for edges."""
 
     isLeaf = True
+    log = Logger()
 
     def __init__(self, stores: Mapping[str, DocumentStore]) -> None:
         super().__init__()
@@ -148,8 +150,13 @@ class SnapshotResource(Resource):
             request.write(json.dumps(snapshot).encode("utf-8"))
             request.finish()
 
-        d.addCallbacks(send, lambda f: (Logger().failure("snapshot failed", f),
-                                        request.finish()))
+        def failed(failure: Any) -> None:
+            self.log.failure("snapshot of {host!r} failed", failure, host=host)
+            if not request._disconnected:
+                request.write(renderProblem(request, INTERNAL))
+                request.finish()
+
+        d.addCallbacks(send, failed)
         return NOT_DONE_YET
 
 
@@ -203,8 +210,6 @@ class WriterRoot(Resource):
 
 
 def _same(a: bytes, b: bytes) -> bool:
-    import hmac
-
     return hmac.compare_digest(a, b)
 
 
@@ -429,9 +434,8 @@ class _Forward(Resource):
             if name.lower() not in _HOP_BY_HOP:
                 headers.setRawHeaders(name, values)
         headers.setRawHeaders(CLUSTER_HEADER, [(node.secret() or "").encode()])
-        headers.setRawHeaders(b"X-Forwarded-For", [request.getClientAddress().host.encode()
-                                                   if hasattr(request.getClientAddress(), "host")
-                                                   else b"unknown"])
+        client = getattr(request.getClientAddress(), "host", "unknown")
+        headers.setRawHeaders(b"X-Forwarded-For", [client.encode()])
         try:
             query = b"?" + request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
             response = await node.agent.request(

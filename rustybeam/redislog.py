@@ -97,15 +97,13 @@ class Entry:
     size: int = 0
     origin: int = 0
     """For C{hello}: the sequence every unchanged document has on the new writer."""
-    time: float = 0.0
-    """When the writer had made the change durable (its clock), for lag measurements."""
     etag: str | None = None
     """The document's ETag on the writer after the change, which replicas answer with."""
 
     @classmethod
-    def of(cls, host: str, change: Change, now: float, etag: str | None) -> Entry:
+    def of(cls, host: str, change: Change, etag: str | None) -> Entry:
         return cls("change", host, change.url, change.sequence, change.method, change.selector,
-                   change.body, change.size, time=now, etag=etag)
+                   change.body, change.size, etag=etag)
 
     def encode(self) -> str:
         fields = dict(self.__dict__)
@@ -114,7 +112,7 @@ class Entry:
 
     @classmethod
     def decode(cls, text: str) -> Entry:
-        fields = json.loads(text)
+        fields = {k: v for k, v in json.loads(text).items() if k in cls.__dataclass_fields__}
         body = fields.get("body")
         fields["body"] = base64.b64decode(body) if body is not None else None
         return cls(**fields)
@@ -136,8 +134,7 @@ class _HostLog:
 
     def append(self, change: Change) -> None:
         self.notifier.changed(change)
-        self.publisher.publish(Entry.of(self.host, change, self.publisher.clock.seconds(),
-                                        self._etag(change.url)))
+        self.publisher.publish(Entry.of(self.host, change, self._etag(change.url)))
 
     def _etag(self, url: str) -> str | None:
         """The ETag of the version just stored: the store reports a change before
@@ -183,7 +180,7 @@ class RedisChangeLog(Service):
 
     def hello(self, host: str, origin: int) -> None:
         """Announce a writer that has just started (its sequence numbers restart)."""
-        self.publish(Entry("hello", host, origin=origin, time=self.clock.seconds()))
+        self.publish(Entry("hello", host, origin=origin))
 
     def publish(self, entry: Entry) -> None:
         if len(self._pending) >= self.maxPending:

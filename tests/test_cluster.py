@@ -228,9 +228,15 @@ def test_an_edge_killed_costs_the_writer_and_other_edges_nothing(cluster, watche
     writer = cluster()
     doomed, survivor = cluster(writer), cluster(writer)
     onWriter, onSurvivor = subscribed(watchers, writer), subscribed(watchers, survivor)
+    orphan = subscribed(watchers, doomed, since=sequenceOf(writer))
+    assert doomed.select("POST", "/index.html", "#list", "<li>before</li>").status == 206
+    last = orphan.item().sequence
     doomed.stop(signal.SIGKILL)
     assert survivor.select("POST", "/index.html", "#list", "<li>after</li>").status == 206
-    assert onWriter.item().raw == onSurvivor.item().raw
+    assert [onWriter.item().raw for _ in range(2)] == [onSurvivor.item().raw for _ in range(2)]
+    resumed = subscribed(watchers, survivor, since=last)
+    assert resumed.item().content == "<li>after</li>"
+    resumed.nothing()
 
 
 def test_while_the_writer_is_down_edges_serve_reads_and_refuse_writes_with_503(cluster, watchers):
