@@ -30,7 +30,7 @@ from io import BytesIO
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, quote
 
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
@@ -477,6 +477,20 @@ class _Forward(Resource):
         request.finish()
 
 
+class _AfterReady(Service):
+    def __init__(self, inner: Service, ready: Callable[[], Deferred[None]]) -> None:
+        self.inner = inner
+        self.ready = ready
+
+    def startService(self) -> None:
+        super().startService()
+        self.ready().addCallback(lambda _: self.inner.startService() if self.running else None)
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        return self.inner.stopService() if self.inner.running else None
+
+
 class EdgeNode(MultiService):
     """
     The edge's cluster side: its replicas (in a private temporary directory), the
@@ -535,6 +549,11 @@ class EdgeNode(MultiService):
 
     def wrap(self, root: Resource, replicaFor: Callable[[Request], ReplicaStore | None]) -> EdgeRoot:
         return EdgeRoot(root, self, replicaFor)
+
+    def listenWhenReady(self, listening: Service) -> Service:
+        """C{listening}, started only once the replicas are copied: an edge sharing a
+        port with others takes no connection it could not serve."""
+        return _AfterReady(listening, self.follower.whenReady)
 
     def stopService(self) -> Deferred[None]:
         d = super().stopService()

@@ -321,6 +321,16 @@ class StreamFollower(Service):
         self._connection: Any = None
         self._loop: Deferred[None] | None = None
         self._stale = True
+        self._readiness: list[Deferred[None]] = []
+
+    def whenReady(self) -> Deferred[None]:
+        """Fire once the replicas have been copied from the writer the first time."""
+        d: Deferred[None] = Deferred()
+        if self.ready:
+            d.callback(None)
+        else:
+            self._readiness.append(d)
+        return d
 
     def startService(self) -> None:
         super().startService()
@@ -415,6 +425,9 @@ class StreamFollower(Service):
         self._stale = False
         self.resyncs += 1
         self.ready = True
+        waiting, self._readiness = self._readiness, []
+        for d in waiting:
+            d.callback(None)
 
     async def _lastId(self, connection: Any) -> str:
         reply = await connection.execute_command("XREVRANGE", self.options.stream, "+", "-",

@@ -238,9 +238,12 @@ def makeService(options: Options) -> IService:
     if options["workers"] > 1 or options["reuse-port"]:
         from rustybeam.workers import ReusePortService
 
-        ReusePortService(port, site, reactor).setServiceParent(top)
+        listening: IService = ReusePortService(port, site, reactor)
     else:
-        endpointService(port, site).setServiceParent(top)
+        listening = endpointService(port, site)
+    if hasattr(node, "listenWhenReady"):
+        listening = node.listenWhenReady(listening)  # type: ignore[union-attr]
+    listening.setServiceParent(top)
     if options["workers"] > 1:
         _workers(options, port, site, reactor).setServiceParent(top)
     if os.environ.get("RUSTYBEAM_WORKER"):

@@ -48,8 +48,11 @@ class Node(Server):
             self.log = root.parent / f"edge-{self.port}.log"
 
     def start(self) -> Node:
+        """Start, and wait until the node is ready: an edge has copied the documents,
+        a writer has reached Redis (its cluster endpoint no longer answers 503)."""
         super().start()
-        eventually(lambda: self.request("GET", "/", headers={"Host": "localhost"}).status != 503,
+        path = "/" if "--writer" in self.args else "/_rustybeam/cluster/snapshot"
+        eventually(lambda: self.request("GET", path, headers={"Host": "localhost"}).status != 503,
                    what="the node to be ready")
         return self
 
