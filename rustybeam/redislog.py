@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import txredisapi
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -246,10 +247,17 @@ class RedisChangeLog(Service):
             await connection.execute_command("SET", self.options.secretKey, self.secret)
 
     async def _send(self, connection: Any) -> None:
+        """Send the queued entries in order; while idle, check the epoch every
+        C{block} milliseconds (a Redis that restarted empty gets a new one at once)."""
         while self.running or self._pending:
             if not self._pending:
                 self._wake = Deferred()
-                await self._wake
+                self._wake.addTimeout(self.options.block / 1000, self.clock)
+                try:
+                    await self._wake
+                except defer.TimeoutError:
+                    self._wake = None
+                    await self._claim(connection)
                 continue
             batch = [self._pending[i] for i in range(min(len(self._pending), 256))]
             ids = await gatherResults([

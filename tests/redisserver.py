@@ -52,8 +52,11 @@ class RedisServer:
             self.process.wait(10)
 
     def command(self, *words: str) -> str:
-        """Send one command (inline protocol) and return the first line of the reply."""
+        """Send one command; return the first line of the reply, or a bulk string's value."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
             s.sendall(("*%d\r\n" % len(words) + "".join(
                 "$%d\r\n%s\r\n" % (len(w.encode()), w) for w in words)).encode())
-            return s.recv(65536).split(b"\r\n", 1)[0].decode()
+            reply = s.recv(65536).decode(errors="replace").split("\r\n")
+            if reply[0].startswith("$") and reply[0] != "$-1":
+                return reply[1]
+            return reply[0]

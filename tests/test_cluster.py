@@ -473,3 +473,15 @@ def test_twistd_runs_a_writer_and_an_edge_with_the_same_options(tmp_path, redis)
     finally:
         for node in reversed(nodes):
             node.stop()
+
+
+def test_an_idle_writer_gives_a_redis_restarted_empty_a_new_epoch(cluster, redis):
+    writer = cluster()
+    edge = cluster(writer)
+    before = redis.command("GET", "rustybeam:epoch")
+    redis.stop()
+    redis.start()
+    eventually(lambda: redis.command("GET", "rustybeam:epoch") not in ("$-1", before),
+               what="a new epoch")
+    assert edge.select("POST", "/index.html", "#list", "<li>after</li>").status == 206
+    assert "<li>after</li>" in edge.select("GET", "/index.html", "#list").text
