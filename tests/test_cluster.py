@@ -485,3 +485,54 @@ def test_an_idle_writer_gives_a_redis_restarted_empty_a_new_epoch(cluster, redis
                what="a new epoch")
     assert edge.select("POST", "/index.html", "#list", "<li>after</li>").status == 206
     assert "<li>after</li>" in edge.select("GET", "/index.html", "#list").text
+
+
+def test_the_readme_cluster_embedding_example_runs_a_writer_and_an_edge(tmp_path, redis):
+    import re
+    import subprocess
+    import sys
+
+    from conftest import PROJECT, freePort
+
+    text = (PROJECT / "README.md").read_text()
+    section = text[text.index("## Cluster"):text.index("## Compliance")]
+    example = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    nodes: list[Node] = []
+    try:
+        for writer in (None, "writer"):
+            port = freePort()
+            app = (example.replace('"redis://127.0.0.1:6379/0"', repr(redis.url))
+                   .replace('"/srv/docs"', repr(str(root)))
+                   .replace('"tcp:8080"', f'"tcp:{port}:interface=127.0.0.1"'))
+            if writer is not None:
+                app = app.replace("WRITER = None", f'WRITER = "http://127.0.0.1:{nodes[0].port}/docs"')
+            (tmp_path / f"app{port}.tac").write_text(app)
+            node = Node(root, redis)
+            node.port = port
+            node.process = subprocess.Popen(
+                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                 "--pidfile=", "-y", str(tmp_path / f"app{port}.tac")],
+                cwd=PROJECT, stdout=open(tmp_path / f"twistd-{port}.log", "wb"),
+                stderr=subprocess.STDOUT)
+            nodes.append(node)
+
+            def up(node: Node = node) -> bool:
+                try:
+                    return node.request("GET", "/docs/index.html").status == 200
+                except OSError:
+                    return False
+
+            eventually(up, what="the embedded node to serve")
+        writer, edge = nodes
+        w = Watcher(writer, "/docs/index.html")
+        assert w.subscribe()["url"] == "/index.html"
+        assert edge.select("POST", "/docs/index.html", "#list", "<li>embedded</li>").status == 206
+        assert w.item().content == "<li>embedded</li>"
+        assert "<li>embedded</li>" in edge.select("GET", "/docs/index.html", "#list").text
+        w.close()
+    finally:
+        for node in reversed(nodes):
+            node.stop()
