@@ -536,3 +536,26 @@ def test_the_readme_cluster_embedding_example_runs_a_writer_and_an_edge(tmp_path
     finally:
         for node in reversed(nodes):
             node.stop()
+
+
+def test_workers_with_a_config_authorize_and_redact_alike(tmp_path, redis):
+    import base64
+
+    config = liveConfig(tmp_path)
+    local = {"Host": "localhost"}
+    admin = {**local, "Authorization": "Basic " + base64.b64encode(b"admin:admin123").decode()}
+    parent = Node(tmp_path / "w", redis, None, "--workers", "2", config=config).start()
+    try:
+        children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+        eventually(lambda: children.read_text().split() != [], what="the edge process")
+        eventually(lambda: all(parent.request("GET", "/doc.html", headers=local).status == 200
+                               for _ in range(10)), what="every worker to be ready")
+        assert parent.select("PUT", "/doc.html", "#content", "<div id=content>w</div>",
+                             headers=admin).status == 206
+        for _ in range(10):
+            anonymous = parent.request("GET", "/doc.html", headers=local)
+            assert b"Secret" not in anonymous.body and b"<div id=\"content\">w</div>" in anonymous.body
+            assert parent.select("GET", "/doc.html", ".private", headers=local).status == 401
+            assert b"Secret" in parent.request("GET", "/doc.html", headers=admin).body
+    finally:
+        parent.stop()
