@@ -87,15 +87,17 @@ class _Child(protocol.ProcessProtocol):
 
 class WorkersService(Service):
     """
-    The N-1 edge processes of C{--workers N}.
+    The N-1 edge processes of C{--workers N}; one that dies is started again after
+    C{restartDelay} seconds.
 
     @param arguments: each child's command-line options (all but C{--writer}).
-    @param private: the writer's private endpoint, a C{ReusePortService}-less
-        listening port whose number is known once it listens.
+    @param private: the writer's private listening port (its number is the edges'
+        C{--writer}).
     """
 
     log = Logger()
     stopTimeout = 15.0
+    restartDelay = 1.0
 
     def __init__(self, count: int, arguments: list[str], private: Any, reactor: Any) -> None:
         self.count = count
@@ -106,23 +108,35 @@ class WorkersService(Service):
 
     def startService(self) -> None:
         super().startService()
-        address = self.private.getHost()
-        writer = f"http://127.0.0.1:{address.port}"
+        for _ in range(self.count):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        if not self.running:
+            return
+        writer = f"http://127.0.0.1:{self.private.getHost().port}"
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env[WORKER_ENVIRONMENT] = "1"
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
-        for _ in range(self.count):
-            child = _Child()
-            argv = [sys.executable, "-m", "rustybeam", *self.arguments, "--writer", writer]
-            transport = self.reactor.spawnProcess(child, sys.executable, argv, env=env,
-                                                  childFDs={0: "w", 1: 1, 2: 2})
-            self.children.append((transport, child))
+        child = _Child()
+        argv = [sys.executable, "-m", "rustybeam", *self.arguments, "--writer", writer]
+        transport = self.reactor.spawnProcess(child, sys.executable, argv, env=env,
+                                              childFDs={0: "w", 1: 1, 2: 2})
+        entry = (transport, child)
+        self.children.append(entry)
+        child.ended.addCallback(lambda _: self._ended(entry))
+
+    def _ended(self, entry: tuple[Any, _Child]) -> None:
+        self.children.remove(entry)
+        if self.running:
+            self.log.warn("edge process {pid} ended; starting another", pid=entry[0].pid)
+            self.reactor.callLater(self.restartDelay, self._spawn)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         waits = []
-        for transport, child in self.children:
+        for transport, child in list(self.children):
             try:
                 transport.signalProcess("TERM")
             except Exception:

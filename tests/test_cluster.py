@@ -559,3 +559,22 @@ def test_workers_with_a_config_authorize_and_redact_alike(tmp_path, redis):
             assert b"Secret" in parent.request("GET", "/doc.html", headers=admin).body
     finally:
         parent.stop()
+
+
+def test_workers_start_an_edge_again_when_one_dies(tmp_path, redis):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    parent = Node(root, redis, None, "--workers", "2").start()
+    try:
+        children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+        eventually(lambda: children.read_text().split() != [], what="the edge process")
+        (first,) = children.read_text().split()
+        os.kill(int(first), signal.SIGKILL)
+        eventually(lambda: children.read_text().split() not in ([], [first]), what="a new edge")
+        (second,) = children.read_text().split()
+        assert second != first
+        eventually(lambda: all(parent.request("GET", "/index.html").status == 200
+                               for _ in range(10)), what="every worker to serve")
+    finally:
+        parent.stop()
