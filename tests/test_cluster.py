@@ -578,3 +578,22 @@ def test_workers_start_an_edge_again_when_one_dies(tmp_path, redis):
                                for _ in range(10)), what="every worker to serve")
     finally:
         parent.stop()
+
+
+def test_a_workers_edge_stops_when_its_parent_is_killed(tmp_path, redis):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    parent = Node(root, redis, None, "--workers", "2").start()
+    children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+    eventually(lambda: children.read_text().split() != [], what="the edge process")
+    (child,) = children.read_text().split()
+    parent.stop(signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            return "zombie" in Path(f"/proc/{child}/status").read_text()
+        except FileNotFoundError:
+            return True
+
+    eventually(gone, what="the orphaned edge to stop")
