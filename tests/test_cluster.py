@@ -597,3 +597,26 @@ def test_a_workers_edge_stops_when_its_parent_is_killed(tmp_path, redis):
             return True
 
     eventually(gone, what="the orphaned edge to stop")
+
+
+def test_a_writer_started_before_redis_serves_and_joins_it_when_it_comes(tmp_path, redis, watchers):
+    redis.stop()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    writer = Node(root, redis)
+    Server.start(writer)
+    edge = None
+    try:
+        assert writer.select("POST", "/index.html", "#list", "<li>alone</li>").status == 206
+        assert writer.request("GET", "/_rustybeam/cluster/snapshot").status == 503
+        redis.start()
+        edge = Node(root, redis, writer).start()
+        assert "<li>alone</li>" in edge.select("GET", "/index.html", "#list").text
+        w = subscribed(watchers, edge)
+        assert writer.select("POST", "/index.html", "#list", "<li>together</li>").status == 206
+        assert w.item().content == "<li>together</li>"
+    finally:
+        if edge is not None:
+            edge.stop()
+        writer.stop()
