@@ -64,13 +64,16 @@ class Change:
     """Bytes of the document as this change stored it (what keeping it costs)."""
     versions: Versions | None = field(default=None, repr=False)
     """Where the fields left L{PENDING} come from."""
+    body: bytes | None = field(default=None, repr=False)
+    """The request body as sent (C{None} for DELETE): with C{method}, C{url} and
+    C{selector}, what a replica needs to apply the same write to its own copy."""
 
     @classmethod
     def lazy(cls, method: str, url: str, selector: str, sequence: int, content: str,
-             size: int, versions: Versions) -> Change:
+             size: int, versions: Versions, body: bytes | None = None) -> Change:
         """A change whose versions and elements are rebuilt from C{versions} when read."""
         return cls(method, url, selector, sequence, content, PENDING, PENDING, PENDING,
-                   PENDING, PENDING, size, versions)
+                   PENDING, PENDING, size, versions, body)
 
     def __getattribute__(self, name: str) -> Any:
         value = object.__getattribute__(self, name)

@@ -402,6 +402,28 @@ class DocumentStore:
         """Remove the whole file."""
         return self._write(doc, ifMatch, check, partial(_applyWhole, doc, "DELETE", None))
 
+    @property
+    def origin(self) -> int:
+        """The sequence number of every document that has not changed since start-up."""
+        return self._origin
+
+    def snapshot(self, doc: DocumentPath) -> Deferred[tuple[int, bytes | None, str | None]]:
+        """
+        The document's sequence number, bytes and ETag (C{None} when missing), taken
+        in the document's turn, between two writes, so that they agree with each
+        other and with the changes reported so far (what a cluster replica starts
+        from).
+        """
+        def take() -> tuple[int, bytes | None, str | None]:
+            try:
+                info = self.info(doc)
+                data: bytes | None = self.read(doc)
+            except Problem:
+                info, data = None, None
+            return self.sequence(doc.url), data, info.etag if info is not None else None
+
+        return self._write(doc, None, None, partial(_inTurn, take))  # type: ignore[arg-type]
+
     def drain(self) -> Deferred:
         """Fire when every write accepted so far is on disk and reported."""
         return DeferredList(list(self._inflight), consumeErrors=True)
@@ -433,6 +455,13 @@ class DocumentStore:
         """
         try:
             while queue:
+                if queue[0].plan.func is _inTurn:
+                    pending = queue.popleft()
+                    try:
+                        pending.deferred.callback(pending.plan.args[0]())
+                    except BaseException:
+                        pending.deferred.errback()
+                    continue
                 if queue[0].plan.func is not _applySelector:
                     pending = queue.popleft()
                     try:
@@ -618,6 +647,11 @@ def _applySelector(method: str, selector: Selector, body: bytes,
     raise NotImplementedError("selector writes are applied by _applyGroup")
 
 
+def _inTurn(fn: Callable[[], object]) -> object:
+    """Not a write: C{fn}, called in the document's turn (queued like a write)."""
+    raise NotImplementedError("called by DocumentStore._commit")
+
+
 def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str | None
                 ) -> tuple[list[_Plan | BaseException], etree._ElementTree | None, bytes | None]:
     """
@@ -647,6 +681,7 @@ def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str |
                 pending.check(tree)
             text = decodeBody(body) if method != "DELETE" else ""
             p = _edit(method, selector, text, tree, verified, edit)
+            p.body = body if method != "DELETE" else None
         except BaseException as e:
             try:
                 edit.undo(tree)
@@ -763,7 +798,7 @@ def _applyWhole(doc: DocumentPath, method: str, body: bytes | None,
     if doc.isHTML:
         content = decodeBody(body)
         after = markup.parseWhole(content) if data is body else markup.parseLeniently(data)
-    return _Plan(method, "", content, data, tree=after, created=not exists)
+    return _Plan(method, "", content, data, tree=after, created=not exists, body=body)
 
 
 def _checkParents(dirname: str) -> None:
@@ -800,11 +835,14 @@ class _Plan:
     created: bool = False
     versions: _EditVersions | _WholeVersions | None = None
     """Set when the write is committed."""
+    body: bytes | None = None
+    """The request body as sent (C{None} for DELETE), which the change carries."""
 
     def change(self, url: str, sequence: int) -> Change:
         assert self.versions is not None
         return Change.lazy(self.method, url, self.selector, sequence, self.content,
-                           len(self.data) if self.data is not None else 0, self.versions)
+                           len(self.data) if self.data is not None else 0, self.versions,
+                           self.body)
 
 
 class _EditVersions:

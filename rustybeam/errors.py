@@ -60,3 +60,14 @@ UPGRADE_REQUIRED = Problem(426, "upgrade-required", "unsupported WebSocket versi
 WRITE_FAILED = Problem(500, "write-failed", "the document could not be written")
 INTERNAL = Problem(500, "internal", "internal server error")
 TOO_MANY_CONNECTIONS = Problem(503, "too-many-connections", "connection limit reached")
+WRITER_UNAVAILABLE = Problem(503, "writer-unavailable", "the cluster's writer cannot be reached; "
+                             "nothing was applied").withHeader(b"Retry-After", b"1")
+NOT_READY = Problem(503, "not-ready", "this node has not yet copied the documents from the "
+                    "writer").withHeader(b"Retry-After", b"1")
+REPLICA_BEHIND = Problem(504, "replica-behind", "the writer applied the write but this node's "
+                         "copy has not caught up yet")
+CLUSTER_REFUSED = Problem(403, "cluster-refused", "not a member of this cluster")
+WRITER_FAILED = Problem(502, "writer-failed", "the cluster's writer failed while handling the "
+                        "write; it may or may not have been applied")
+CLUSTER_NOT_READY = Problem(503, "writer-not-ready", "the writer has not reached Redis yet; "
+                            "nothing was applied").withHeader(b"Retry-After", b"1")

@@ -34,6 +34,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog
+from rustybeam.changelog import StoreFactory, inProcessStore
 from rustybeam.config import PATH_PROPERTIES, HostConfig, PluginConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
@@ -119,8 +120,10 @@ class VirtualHost(DocumentService):
     pipeline."""
 
     def __init__(self, host: HostConfig, base: DocumentOptions, guard: AuthGuard | None,
-                 reactor: object = None, server: ServerContext = ServerContext()) -> None:
-        super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor)  # type: ignore[arg-type]
+                 reactor: object = None, server: ServerContext = ServerContext(),
+                 makeStore: StoreFactory = inProcessStore) -> None:
+        super().__init__(host.hostRoot, optionsFor(host, base), guard, reactor,  # type: ignore[arg-type]
+                         makeStore)
         self.name = host.hostName
         self.server = server
         self.clock = reactor
@@ -198,23 +201,30 @@ class _Problem(Resource):
 
 
 class Hosts(MultiService):
-    """Every configured host as a service, and the router in front of them."""
+    """Every configured host as a service, and the router in front of them.
+
+    @param storeFor: the store factory of each host by host name (a cluster's
+        writer or edge gives its own); the in-process store by default.
+    """
 
     log = Logger()
 
     def __init__(self, config: ServerConfig, base: DocumentOptions,
                  guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
-                 server: ServerContext = ServerContext()) -> None:
+                 server: ServerContext = ServerContext(),
+                 storeFor: Callable[[str], StoreFactory] | None = None) -> None:
         super().__init__()
         self.base = base
         self.reactor = reactor
         self.server = server
+        self.storeFor = storeFor
         hosts = {h.hostName: self._add(h, guards) for h in config.hosts}
         self.router = HostRouter(config, hosts)
 
     def _add(self, host: HostConfig, guards: dict[str, AuthGuard | None] | None) -> VirtualHost:
         guard = guards[host.hostName] if guards is not None else guardFor(host)
-        service = VirtualHost(host, self.base, guard, self.reactor, self.server)
+        makeStore = self.storeFor(host.hostName) if self.storeFor is not None else inProcessStore
+        service = VirtualHost(host, self.base, guard, self.reactor, self.server, makeStore)
         service.setServiceParent(self)
         return service
 
@@ -247,12 +257,16 @@ class Hosts(MultiService):
 
 def hostsService(config: ServerConfig, base: DocumentOptions,
                  guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
-                 server: ServerContext = ServerContext()) -> tuple[Hosts, HostRouter]:
+                 server: ServerContext = ServerContext(),
+                 storeFor: Callable[[str], StoreFactory] | None = None,
+                 ) -> tuple[Hosts, HostRouter]:
     """
     Every configured host as a service, and the resource that routes to them.
 
     @param guards: each host's access control by host name, when already loaded
         (the command line loads them to validate the configuration).
+    @param storeFor: the store factory of each host by host name (a cluster's),
+        also used for the hosts a reload adds.
     """
-    hosts = Hosts(config, base, guards, reactor, server)
+    hosts = Hosts(config, base, guards, reactor, server, storeFor)
     return hosts, hosts.router

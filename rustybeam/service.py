@@ -19,7 +19,8 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
-from rustybeam.documents import DocumentStore, StoreOptions
+from rustybeam.changelog import StoreFactory, inProcessStore
+from rustybeam.documents import StoreOptions
 from rustybeam.interfaces import IGuard
 from rustybeam.notifier import DocumentChangeNotifier, NotifierOptions
 from rustybeam.resource import DocumentResource, HTTPOptions, LiveRoot
@@ -44,6 +45,7 @@ class DocumentService(Service):
     @param root: the directory served.
     @param guard: authentication and authorization for HTTP and WebSocket alike.
     @param reactor: the reactor for timers and the write thread pool.
+    @param makeStore: builds the store (a cluster's writer or edge gives its own).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class DocumentService(Service):
         options: DocumentOptions = DocumentOptions(),
         guard: IGuard | None = None,
         reactor: IReactorTime | None = None,
+        makeStore: StoreFactory = inProcessStore,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -60,8 +63,8 @@ class DocumentService(Service):
         self.options = options
         self.guard = guard
         self.notifier = DocumentChangeNotifier(options.notifier)
-        self.store = DocumentStore(root, self.notifier.changed, options.store,
-                                   reactor)  # type: ignore[arg-type]
+        self.store = makeStore(root, self.notifier, options.store,
+                               reactor)  # type: ignore[arg-type]
         self.factory = DocumentWebSocketFactory(self.store, self.notifier, options.websocket,
                                                 reactor)
         self.documents = DocumentResource(

@@ -9,7 +9,7 @@ import os
 import sys
 
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.application.strports import service as endpointService
 from twisted.python import usage
 
@@ -19,6 +19,7 @@ from rustybeam.accesslog import AccessLog, AccessLogOptions
 from rustybeam.auth import loadAuthFile
 from rustybeam.metrics import DEFAULT_HOST, Metrics
 from rustybeam.config import ConfigError, ServerConfig, loadConfig
+from rustybeam.changelog import inProcessStore
 from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
 from rustybeam.hosts import ServerContext, guardFor, hostsService
@@ -90,6 +91,12 @@ class Options(usage.Options):
         ["access-log-format", None, "common", "Access log format: common, combined or json."],
         ["metrics-authfile", None, None,
          "Users file (Credential items) whose users alone may read /_rustybeam/metrics."],
+        ["redis", None, None, "Join a cluster on this Redis (redis://HOST:PORT/DB): as its writer "
+         "with --root or --config, as an edge with --writer."],
+        ["writer", None, None, "The cluster writer's base URL (http://HOST:PORT): run as an edge "
+         "that keeps a replica and forwards writes (needs --redis, no --root)."],
+        ["workers", None, 1, "Processes on this machine: the writer and N-1 edges sharing --port "
+         "(needs --redis).", _count],
     ]
     optFlags = [
         ["no-compression", None, "Refuse permessage-deflate."],
@@ -97,6 +104,7 @@ class Options(usage.Options):
         ["no-fsync", None, "Do not fsync writes (faster, not crash-safe; for tests only)."],
         ["autobahn-testee", None, "Echo every message (for the Autobahn|Testsuite) with its limits raised."],
         ["metrics", None, "Serve Prometheus metrics at /_rustybeam/metrics."],
+        ["reuse-port", None, "Listen with SO_REUSEPORT, sharing --port (tcp:PORT) with other nodes."],
     ]
 
     def __init__(self) -> None:
@@ -123,15 +131,34 @@ class Options(usage.Options):
                     checkPipeline(host)
                 except (ConfigError, OSError) as e:
                     raise usage.UsageError(f"bad --config: {self['config']}: {e}") from None
-                if not os.path.isdir(host.hostRoot):
+                if not os.path.isdir(host.hostRoot) and self["writer"] is None:
                     raise usage.UsageError(
                         f"bad --config: {self['config']}: HostConfig ({host.hostName}): "
                         f"property 'hostRoot': not a directory: {host.hostRoot}"
                     )
-        if self["root"] is None and self["config"] is None:
-            self["root"] = bundledExamples()
-        if self["root"] is not None and not os.path.isdir(self["root"]):
-            raise usage.UsageError(f"--root {self['root']!r} is not a directory")
+        if self["writer"] is not None:
+            if self["redis"] is None:
+                raise usage.UsageError("--writer needs --redis")
+            if self["root"] is not None:
+                raise usage.UsageError("an edge (--writer) has no --root: it copies the writer's")
+            if self["workers"] != 1:
+                raise usage.UsageError("--workers is given to the writer, not to an edge")
+        if self["workers"] > 1 and self["redis"] is None:
+            raise usage.UsageError("--workers needs --redis")
+        if self["workers"] > 1 or self["reuse-port"]:
+            from rustybeam.workers import parseTCP
+
+            try:
+                parseTCP(self["port"] or "tcp:3000")
+            except ValueError as e:
+                raise usage.UsageError(f"--workers and --reuse-port need a tcp:PORT --port: {e}")
+        if self["redis"] is not None and not self["redis"].startswith("redis://"):
+            raise usage.UsageError("--redis must be a redis://HOST:PORT/DB URL")
+        if self["writer"] is None:
+            if self["root"] is None and self["config"] is None:
+                self["root"] = bundledExamples()
+            if self["root"] is not None and not os.path.isdir(self["root"]):
+                raise usage.UsageError(f"--root {self['root']!r} is not a directory")
         if self["access-log-format"] not in ("common", "combined", "json"):
             raise usage.UsageError("--access-log-format must be common, combined or json")
         config = self.serverConfig
@@ -200,7 +227,8 @@ def bundledExamples() -> str:
 
 
 def makeService(options: Options) -> IService:
-    """The whole server: document service(s) and the listening endpoint."""
+    """The whole server: document service(s) and the listening endpoint; in a
+    cluster, its writer or edge side (and with --workers, the edge processes)."""
     import txaio
     from twisted.internet import reactor
 
@@ -217,15 +245,21 @@ def makeService(options: Options) -> IService:
                            reload=reloader.reload if reloader is not None else None,
                            shuttingDown=lifecycle.shuttingDown)
     root: Resource
+    node = _clusterNode(options, reactor)
+    if node is not None:
+        node.setServiceParent(top)
+    storeFor = node.storeFor if node is not None else None  # type: ignore[attr-defined]
     if config is not None:
-        hosts, root = hostsService(config, documentOptions, options.guards, reactor, server)
+        hosts, root = hostsService(config, documentOptions, options.guards, reactor, server,
+                                   storeFor)
         hosts.setServiceParent(top)
         assert reloader is not None
         reloader.hosts = hosts
         reloader.setServiceParent(top)
         port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
     else:
-        documents = DocumentService(options["root"], documentOptions, reactor=reactor)
+        documents = DocumentService(options["root"] or "", documentOptions, reactor=reactor,
+                                    makeStore=storeFor("") if storeFor else inProcessStore)
         if options["autobahn-testee"]:
             from rustybeam.testee import EchoProtocol
 
@@ -241,12 +275,105 @@ def makeService(options: Options) -> IService:
     endpoints: dict[bytes, Resource] = {b"health": ServerHealth(lifecycle.shuttingDown)}
     if metrics is not None:
         endpoints[b"metrics"] = MetricsEndpoint(metrics, options.metricsUsers)
+    root = _clusterRoot(node, root, config)
     site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes,
                         accessLog, metrics)
     RequestDrain(site, reactor).setServiceParent(top)
-    endpointService(port, site).setServiceParent(top)
+    if options["workers"] > 1 or options["reuse-port"]:
+        from rustybeam.workers import ReusePortService
+
+        listening: IService = ReusePortService(port, site, reactor)
+    else:
+        listening = endpointService(port, site)
+    if hasattr(node, "listenWhenReady"):
+        listening = node.listenWhenReady(listening)  # type: ignore[union-attr]
+    listening.setServiceParent(top)
+    if options["workers"] > 1:
+        _workers(options, port, site, reactor).setServiceParent(top)
+    if os.environ.get("RUSTYBEAM_WORKER"):
+        from rustybeam.workers import watchParent
+
+        watchParent()
     lifecycle.setServiceParent(top)
     return top
+
+
+
+def _clusterNode(options: Options, reactor: object) -> object | None:
+    """The writer's or the edge's cluster side, or C{None} without --redis."""
+    if options["redis"] is None:
+        return None
+    from rustybeam.cluster import EdgeNode, WriterNode
+    from rustybeam.redislog import SECRET_ENVIRONMENT, RedisOptions
+
+    notifier = NotifierOptions()
+    redis = RedisOptions(url=options["redis"],
+                         streamLength=max(1, options["history"] * notifier.historyDocuments),
+                         streamBytes=options["history-bytes"])
+    if options["writer"] is not None:
+        return EdgeNode(redis, options["writer"], reactor)
+    if options["workers"] > 1 and not os.environ.get(SECRET_ENVIRONMENT):
+        import secrets
+
+        os.environ[SECRET_ENVIRONMENT] = secrets.token_hex(16)
+    return WriterNode(redis, reactor)  # type: ignore[arg-type]
+
+
+def _clusterRoot(node: object, root: Resource, config: ServerConfig | None) -> Resource:
+    from rustybeam.cluster import EdgeNode, WriterNode
+
+    if isinstance(node, WriterNode):
+        return node.wrap(root)
+    if isinstance(node, EdgeNode):
+        if config is None:
+            return node.wrap(root, lambda request: node.replicas.get(""))
+
+        def replicaFor(request: object) -> object:
+            header = request.getHeader(b"host")  # type: ignore[attr-defined]
+            host = config.host(header.decode("latin-1") if header else None)
+            return node.replicas.get(host.hostName) if host is not None else None
+
+        return node.wrap(root, replicaFor)  # type: ignore[arg-type]
+    return root
+
+
+def _workers(options: Options, port: str, site: DocumentSite, reactor: object) -> IService:
+    """The edge processes of --workers, and the writer's private port they forward to."""
+    from rustybeam.workers import WorkersService
+
+    class Private(MultiService):
+        """The writer's loopback port for its edges, listening before they start."""
+
+        listening: object = None
+
+        def startService(self) -> None:
+            self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+            WorkersService(options["workers"] - 1, edgeArguments(options, port),
+                           self.listening, reactor).setServiceParent(self)
+            super().startService()
+
+        def stopService(self):  # type: ignore[no-untyped-def]
+            d = super().stopService()
+            if self.listening is not None:
+                self.listening.stopListening()  # type: ignore[attr-defined]
+            return d
+
+    return Private()
+
+
+def edgeArguments(options: Options, port: str) -> list[str]:
+    """The command line of an edge of --workers: the writer's options but --root."""
+    skip = {"root", "port", "workers", "writer", "redis"}
+    argv = ["--port", port, "--reuse-port", "--redis", options["redis"]]
+    for long, _, default, *_ in Options.optParameters:
+        if long not in skip and options[long] is not None and options[long] != default:
+            argv += [f"--{long}", str(options[long])]
+    for long, *_ in Options.optFlags:
+        if long != "reuse-port" and options[long]:
+            argv.append(f"--{long}")
+    for pattern in options["allowed-origins"]:
+        argv += ["--allow-origin", pattern]
+    return argv
 
 
 

@@ -29,6 +29,13 @@ def refusal(*args: str) -> str:
     (["--access-log-format", "xml"], ["--access-log-format"]),
     (["--config", "/no/such/config.html"], ["--config", "config.html"]),
     (["--autobahn-testee", "--config", "x.html"], ["--autobahn-testee"]),
+    (["--writer", "http://127.0.0.1:3000"], ["--writer", "--redis"]),
+    (["--redis", "redis://127.0.0.1:6379/0", "--writer", "http://127.0.0.1:3000", "--root", "."],
+     ["no --root"]),
+    (["--workers", "2"], ["--workers", "--redis"]),
+    (["--redis", "http://127.0.0.1:6379"], ["--redis", "redis://"]),
+    (["--redis", "redis://127.0.0.1:6379/0", "--workers", "2", "--port", "unix:/tmp/s"],
+     ["--workers", "tcp:PORT"]),
 ])
 def test_bad_options_are_refused_with_a_message(args: list[str], words: list[str]) -> None:
     message = refusal(*args)

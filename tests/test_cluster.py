@@ -1,0 +1,622 @@
+"""
+Clustering on Redis: a writer and edges as real processes, on a real redis-server,
+talking over real sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
+from redisserver import RedisServer
+
+PAGE = ('<!DOCTYPE html><html><head><title>t</title></head><body>'
+        '<ul id="list"><li>first</li></ul><p id="note">note</p></body></html>')
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Node(Server):
+    """A cluster node: the writer (with a root) or an edge (with --writer, no root)."""
+
+    def __init__(self, root: Path, redis: RedisServer, writer: Node | None = None,
+                 *args: str, port: int | None = None, config: Path | None = None) -> None:
+        super().__init__(root, *args)
+        if port is not None:
+            self.port = port
+        self.args = ["--port", f"tcp:{self.port}:interface=127.0.0.1", "--redis", redis.url, *args]
+        if config is not None:
+            self.args += ["--config", str(config)]
+        if writer is None and config is None:
+            self.args += ["--root", str(root)]
+        elif writer is not None:
+            self.args += ["--writer", f"http://127.0.0.1:{writer.port}"]
+            self.log = root.parent / f"edge-{self.port}.log"
+
+    def start(self) -> Node:
+        """Start, and wait until the node is ready: an edge has copied the documents,
+        a writer has reached Redis (its cluster endpoint no longer answers 503)."""
+        super().start()
+        path = "/" if "--writer" in self.args else "/_rustybeam/cluster/snapshot"
+        eventually(lambda: self.request("GET", path, headers={"Host": "localhost"}).status != 503,
+                   what="the node to be ready")
+        return self
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis: RedisServer) -> Iterator[Callable[..., Node]]:
+    """Start nodes: C{cluster()} is the writer, C{cluster(writer)} an edge of it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    (root / "notes.txt").write_text("plain text\n")
+    started: list[Node] = []
+
+    def start(writer: Node | None = None, *args: str, port: int | None = None) -> Node:
+        node = Node(root, redis, writer, *args, port=port).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in reversed(started):
+        node.stop()
+
+
+@pytest.fixture
+def watchers() -> Iterator[Callable[..., Watcher]]:
+    opened: list[Watcher] = []
+
+    def open_(node: Server, path: str = "/index.html") -> Watcher:
+        w = Watcher(node, path)
+        opened.append(w)
+        return w
+
+    yield open_
+    for w in opened:
+        w.close()
+
+
+def subscribed(open_: Callable[..., Watcher], node: Server, selector: str | None = None,
+               since: int | None = None) -> Watcher:
+    w = open_(node)
+    fields: dict[str, object] = {"url": "/index.html"}
+    if selector is not None:
+        fields["selector"] = selector
+    if since is not None:
+        fields["since"] = since
+    reply = w.subscribe(**fields)
+    assert reply["type"] == "subscribed", reply
+    return w
+
+
+def sequenceOf(node: Server, path: str = "/index.html") -> int:
+    return int(node.request("GET", path).headers["X-Rustybeam-Sequence"])
+
+
+def test_edge_serves_the_writers_documents_without_a_root(cluster):
+    writer = cluster()
+    edge = cluster(writer)
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    assert edge.request("GET", "/notes.txt").body == b"plain text\n"
+    assert sequenceOf(edge) == sequenceOf(writer)
+    assert edge.select("GET", "/index.html", "#list").text == '<ul id="list"><li>first</li></ul>'
+
+
+def test_watchers_on_every_node_get_identical_items_with_the_same_sequences(cluster, watchers):
+    writer = cluster()
+    edges = [cluster(writer), cluster(writer)]
+    start = sequenceOf(writer)
+    nodes = [writer, *edges]
+    whole = [subscribed(watchers, n, since=start) for n in nodes]
+    scoped = [subscribed(watchers, n, selector="#note", since=start) for n in nodes]
+    writes = [(writer, "POST", "#list", "<li>a</li>"), (edges[0], "PUT", "#note", '<p id="note">b</p>'),
+              (edges[1], "POST", "#list", "<li>c</li>"), (writer, "DELETE", "#list li", None)]
+    for node, method, selector, body in writes:
+        assert node.select(method, "/index.html", selector, body).status in (200, 204, 206)
+    items = [[w.item().raw for _ in writes] for w in whole]
+    assert items[0] == items[1] == items[2]
+    assert [int(r.split('itemprop="sequence">')[1].split("<")[0]) for r in items[0]] == \
+        [start + 1, start + 2, start + 3, start + 4]
+    notes = [w.item().raw for w in scoped]
+    assert notes[0] == notes[1] == notes[2] and "<p id=\"note\">b</p>" in notes[0]
+    for w in scoped:
+        w.nothing()
+
+
+def test_a_write_through_an_edge_is_answered_once_that_edge_reads_it(cluster):
+    writer = cluster()
+    edge = cluster(writer)
+    for i in range(5):
+        r = edge.select("POST", "/index.html", "#list", f"<li>{i}</li>")
+        assert r.status == 206
+        read = edge.select("GET", "/index.html", "#list")
+        assert f"<li>{i}</li>" in read.text
+        assert read.headers["X-Rustybeam-Sequence"] == r.headers["X-Rustybeam-Sequence"]
+    assert writer.request("GET", "/index.html").body == edge.request("GET", "/index.html").body
+
+
+def test_etags_are_the_writers_on_every_node(cluster):
+    writer = cluster()
+    edge = cluster(writer)
+    etag = edge.request("GET", "/index.html").headers["ETag"]
+    assert etag == writer.request("GET", "/index.html").headers["ETag"]
+    assert edge.request("GET", "/index.html", headers={"If-None-Match": etag}).status == 304
+    r = edge.select("PUT", "/index.html", "#note", '<p id="note">matched</p>', {"If-Match": etag})
+    assert r.status == 206
+    assert edge.request("GET", "/index.html").headers["ETag"] == r.headers["ETag"] \
+        == writer.request("GET", "/index.html").headers["ETag"] != etag
+    stale = edge.select("PUT", "/index.html", "#note", '<p id="note">stale</p>', {"If-Match": etag})
+    assert stale.status == 412
+
+
+def test_concurrent_writes_through_different_nodes_are_all_applied_once_in_one_order(cluster, watchers):
+    writer = cluster()
+    edges = [cluster(writer), cluster(writer)]
+    nodes = [writer, *edges]
+    start = sequenceOf(writer)
+    seen = [subscribed(watchers, n, since=start) for n in nodes]
+    perNode = 15
+
+    def write(node: Server, n: int) -> None:
+        for i in range(perNode):
+            assert node.select("POST", "/index.html", "#list", f"<li>{n}-{i}</li>").status == 206
+
+    threads = [threading.Thread(target=write, args=(node, n)) for n, node in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = perNode * len(nodes)
+    orders = [[w.item().raw for _ in range(total)] for w in seen]
+    assert orders[0] == orders[1] == orders[2]
+    body = writer.select("GET", "/index.html", "#list").text
+    for n in range(len(nodes)):
+        for i in range(perNode):
+            assert body.count(f"<li>{n}-{i}</li>") == 1
+    for edge in edges:
+        assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+
+
+def test_resume_with_since_on_another_node_replays_what_was_missed(cluster, watchers):
+    writer = cluster()
+    first, second = cluster(writer), cluster(writer)
+    start = sequenceOf(writer)
+    w = subscribed(watchers, first, since=start)
+    first.select("POST", "/index.html", "#list", "<li>seen</li>")
+    last = w.item().sequence
+    w.close()
+    writer.select("POST", "/index.html", "#list", "<li>missed 1</li>")
+    first.select("POST", "/index.html", "#list", "<li>missed 2</li>")
+    eventually(lambda: sequenceOf(second) == last + 2, what="the second edge to catch up")
+    resumed = subscribed(watchers, second, since=last)
+    assert [resumed.item().content for _ in range(2)] == ["<li>missed 1</li>", "<li>missed 2</li>"]
+    resumed.nothing()
+
+
+def test_resume_beyond_the_history_gets_reset_on_an_edge(cluster, watchers):
+    writer = cluster(None, "--history", "2")
+    edge = cluster(writer, "--history", "2")
+    start = sequenceOf(writer)
+    for i in range(4):
+        writer.select("POST", "/index.html", "#list", f"<li>{i}</li>")
+    eventually(lambda: sequenceOf(edge) == start + 4, what="the edge to catch up")
+    w = watchers(edge)
+    w.send({"action": "subscribe", "url": "/index.html", "since": start})
+    assert w.json()["type"] == "subscribed"
+    assert w.json() == {"type": "reset", "url": "/index.html", "sequence": start + 4}
+
+
+def test_an_edge_killed_costs_the_writer_and_other_edges_nothing(cluster, watchers):
+    writer = cluster()
+    doomed, survivor = cluster(writer), cluster(writer)
+    onWriter, onSurvivor = subscribed(watchers, writer), subscribed(watchers, survivor)
+    orphan = subscribed(watchers, doomed, since=sequenceOf(writer))
+    assert doomed.select("POST", "/index.html", "#list", "<li>before</li>").status == 206
+    last = orphan.item().sequence
+    doomed.stop(signal.SIGKILL)
+    assert survivor.select("POST", "/index.html", "#list", "<li>after</li>").status == 206
+    assert [onWriter.item().raw for _ in range(2)] == [onSurvivor.item().raw for _ in range(2)]
+    resumed = subscribed(watchers, survivor, since=last)
+    assert resumed.item().content == "<li>after</li>"
+    resumed.nothing()
+
+
+def test_while_the_writer_is_down_edges_serve_reads_and_refuse_writes_with_503(cluster, watchers):
+    writer = cluster()
+    edge = cluster(writer)
+    before = edge.request("GET", "/index.html").body
+    w = subscribed(watchers, edge)
+    writer.stop(signal.SIGKILL)
+    r = edge.select("POST", "/index.html", "#list", "<li>lost</li>")
+    assert r.status == 503 and r.headers["Retry-After"] == "1"
+    assert edge.request("GET", "/index.html").body == before
+    w.nothing()
+    restarted = cluster(None, port=writer.port)
+
+    def written() -> bool:
+        status = edge.select("POST", "/index.html", "#list", "<li>back</li>").status
+        assert status in (206, 503)
+        return status == 206
+
+    eventually(written, what="a write through the edge to succeed")
+    assert "<li>back</li>" in w.item().content
+    assert b"lost" not in restarted.request("GET", "/index.html").body
+    assert edge.request("GET", "/index.html").body == restarted.request("GET", "/index.html").body
+    assert sequenceOf(edge) == sequenceOf(restarted)
+
+
+def test_redis_restarted_without_its_data_makes_edges_copy_the_documents_again(cluster, redis, watchers):
+    writer = cluster()
+    edge = cluster(writer)
+    w = subscribed(watchers, edge)
+    redis.stop()
+    writer.select("POST", "/index.html", "#list", "<li>while redis was down</li>")
+    redis.start()
+    assert "while redis was down" in w.item(timeout=20).content
+    writer.select("POST", "/index.html", "#list", "<li>after</li>")
+    assert "<li>after</li>" in w.item(timeout=20).content
+    eventually(lambda: edge.request("GET", "/index.html").body
+               == writer.request("GET", "/index.html").body, what="the edge to match the writer")
+
+
+def test_a_persistent_redis_restarted_lets_edges_replay_the_stream(tmp_path, redis, watchers):
+    redis.stop()
+    persistent = RedisServer(tmp_path / "aof", persistent=True).start()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    writer = Node(root, persistent).start()
+    edge = Node(root, persistent, writer).start()
+    try:
+        start = sequenceOf(writer)
+        w = subscribed(watchers, edge, since=start)
+        writer.select("POST", "/index.html", "#list", "<li>before</li>")
+        assert w.item().content == "<li>before</li>"
+        persistent.stop()
+        writer.select("POST", "/index.html", "#list", "<li>while redis was down</li>")
+        persistent.start()
+        item = w.item(timeout=20)
+        assert (item.method, item.selector, item.content, item.sequence) == \
+            ("POST", "#list", "<li>while redis was down</li>", start + 2)
+        w.nothing()
+    finally:
+        edge.stop()
+        writer.stop()
+        persistent.stop()
+
+
+def test_a_node_that_fell_behind_the_stream_copies_the_documents_again(cluster, redis, watchers):
+    writer = cluster()
+    edge = cluster(writer)
+    w = subscribed(watchers, edge)
+    assert edge.process is not None
+    edge.process.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(3):
+            writer.select("POST", "/index.html", "#list", f"<li>{i}</li>")
+        eventually(lambda: redis.command("XLEN", "rustybeam:log") != ":0", what="entries")
+        redis.command("XTRIM", "rustybeam:log", "MAXLEN", "0")
+        writer.select("POST", "/index.html", "#list", "<li>last</li>")
+    finally:
+        edge.process.send_signal(signal.SIGCONT)
+    items = [w.item(timeout=20)]
+    while items[-1].selector != "" and len(items) < 4:
+        items.append(w.item(timeout=20))
+    assert items[-1].method == "PUT" and "<li>last</li>" in items[-1].content
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    assert sequenceOf(edge) == sequenceOf(writer)
+
+
+def test_the_writer_refuses_cluster_requests_without_the_secret(cluster):
+    writer = cluster()
+    assert writer.request("GET", "/_rustybeam/cluster/snapshot").status == 403
+    r = writer.select("POST", "/index.html", "#list", "<li>forged</li>",
+                      {"X-Rustybeam-Cluster": "guess"})
+    assert r.status == 403
+    assert b"forged" not in writer.request("GET", "/index.html").body
+
+
+def test_workers_share_one_port_and_stop_together_with_1001(tmp_path, redis):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    parent = Node(root, redis, None, "--workers", "2").start()
+    try:
+        children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+        eventually(lambda: children.read_text().split() != [], what="the edge process")
+        (child,) = children.read_text().split()
+        eventually(lambda: all(parent.request("GET", "/").status == 200 for _ in range(10)),
+                   what="every worker to be ready")
+        opened = [Watcher(parent, "/index.html") for _ in range(16)]
+        for w in opened:
+            assert w.subscribe(url="/index.html")["type"] == "subscribed"
+        assert parent.select("POST", "/index.html", "#list", "<li>all</li>").status == 206
+        for w in opened:
+            assert "<li>all</li>" in w.item().content
+        parent.process.send_signal(signal.SIGTERM)
+        assert [w.closeCode() for w in opened] == [1001] * len(opened)
+        assert parent.process.wait(15) == 0
+        eventually(lambda: not os.path.exists(f"/proc/{child}") or
+                   "zombie" in open(f"/proc/{child}/status").read(), what="the edge to stop")
+    finally:
+        parent.stop()
+
+
+def test_the_shared_stream_keeps_no_more_than_history_bytes(cluster, redis):
+    writer = cluster(None, "--history-bytes", "3000")
+    for i in range(12):
+        writer.select("POST", "/index.html", "#list", f"<li>{i:03d}{'x' * 400}</li>")
+    kept = int(redis.command("XLEN", "rustybeam:log")[1:])
+    assert 1 <= kept <= 5
+
+
+def liveConfig(tmp: Path) -> Path:
+    """The compatibility tests' live configuration: basic-auth letting anonymous
+    requests reach selector rules that hide C{.private} from all but admin."""
+    config = (FIXTURES / "config" / "websocket-config.html").read_text()
+
+    def row(library: str, **properties: str) -> str:
+        spans = "".join(f'<span itemprop="{k}">{v}</span>' for k, v in properties.items())
+        return ('<tr><td>Plugin</td><td itemprop="plugin" itemscope '
+                'itemtype="https://rustybeam.net/schema/Plugin">'
+                f'<span itemprop="library">file://./plugins/{library}</span>{spans}</td></tr>\n')
+
+    authfile = "file://./tests/plugins/hosts/websocket/users.html"
+    before = (row("librusty_beam_basic_auth.so", realm="Live Docs", authfile=authfile,
+                  allow_anonymous="true")
+              + row("librusty_beam_authorization.so", authfile=authfile))
+    first = config.index("<tr>\n                <td>Plugin</td>")
+    config = config[:first] + before + config[first:]
+    (tmp / "config.html").write_text(config)
+    root = tmp / "tests/plugins/hosts/websocket"
+    import shutil
+
+    shutil.copytree(DOCUMENTS, root)
+    shutil.copy(HERE / "data" / "auth" / "live-rules.html", root / "users.html")
+    return tmp / "config.html"
+
+
+def test_with_a_config_every_node_authorizes_and_redacts_alike(tmp_path, redis):
+    import base64
+
+    config = liveConfig(tmp_path)
+    local = {"Host": "localhost"}
+    admin = {**local, "Authorization": "Basic " + base64.b64encode(b"admin:admin123").decode()}
+    writer = Node(tmp_path / "w", redis, None, config=config).start()
+    edge = Node(tmp_path / "e", redis, writer, config=config).start()
+    watching: list[Watcher] = []
+    try:
+        for node in (writer, edge):
+            anonymous = node.request("GET", "/doc.html", headers=local)
+            assert anonymous.status == 200 and b"Secret" not in anonymous.body
+            assert b"Secret" in node.request("GET", "/doc.html", headers=admin).body
+            assert node.select("GET", "/doc.html", ".private", headers=local).status == 401
+            assert node.select("PUT", "/doc.html", "#content", "<div id=content>x</div>",
+                               headers=local).status == 401
+            w = Watcher(node, "/doc.html", host="localhost")
+            assert w.subscribe()["type"] == "subscribed"
+            watching.append(w)
+        r = edge.select("PUT", "/doc.html", "#secret", '<div class="private" id="secret">New secret</div>',
+                        headers=admin)
+        assert r.status == 206
+        assert b"New secret" in edge.request("GET", "/doc.html", headers=admin).body
+        r = edge.select("PUT", "/doc.html", "#content", "<div id=content>public</div>", headers=admin)
+        assert r.status == 206
+        items = [w.item().raw for w in watching]
+        assert items[0] == items[1] and "public" in items[0]
+        for w in watching:
+            w.nothing()
+    finally:
+        for w in watching:
+            w.close()
+        edge.stop()
+        writer.stop()
+
+
+def test_twistd_runs_a_writer_and_an_edge_with_the_same_options(tmp_path, redis):
+    import subprocess
+    import sys
+
+    from conftest import PROJECT, freePort
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    nodes = []
+    try:
+        for args in (["--root", str(root)], ["--writer", f"http://127.0.0.1:{{writer}}"]):
+            port = freePort()
+            args = [a.format(writer=nodes[0].port) if nodes else a for a in args]
+            node = Node(root, redis)
+            node.port = port
+            node.process = subprocess.Popen(
+                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                 "--pidfile=", "rustybeam", "--port", f"tcp:{port}:interface=127.0.0.1",
+                 "--redis", redis.url, *args],
+                cwd=PROJECT, env=dict(os.environ, PYTHONPATH=str(PROJECT)),
+                stdout=open(tmp_path / f"twistd-{port}.log", "wb"), stderr=subprocess.STDOUT)
+            nodes.append(node)
+
+            def up(node: Node = node) -> bool:
+                try:
+                    return node.request("GET", "/index.html").status == 200
+                except OSError:
+                    return False
+
+            eventually(up, what="twistd to serve")
+        writer, edge = nodes
+        w = subscribed(lambda n: Watcher(n, "/index.html"), writer)
+        assert edge.select("POST", "/index.html", "#list", "<li>via twistd</li>").status == 206
+        assert "<li>via twistd</li>" in w.item().content
+        w.close()
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+def test_an_idle_writer_gives_a_redis_restarted_empty_a_new_epoch(cluster, redis):
+    writer = cluster()
+    edge = cluster(writer)
+    before = redis.command("GET", "rustybeam:epoch")
+    redis.stop()
+    redis.start()
+    eventually(lambda: redis.command("GET", "rustybeam:epoch") not in ("$-1", before),
+               what="a new epoch")
+    assert edge.select("POST", "/index.html", "#list", "<li>after</li>").status == 206
+    assert "<li>after</li>" in edge.select("GET", "/index.html", "#list").text
+
+
+def test_the_readme_cluster_embedding_example_runs_a_writer_and_an_edge(tmp_path, redis):
+    import re
+    import subprocess
+    import sys
+
+    from conftest import PROJECT, freePort
+
+    text = (PROJECT / "README.md").read_text()
+    section = text[text.index("## Cluster"):text.index("## Compliance")]
+    example = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    nodes: list[Node] = []
+    try:
+        for writer in (None, "writer"):
+            port = freePort()
+            app = (example.replace('"redis://127.0.0.1:6379/0"', repr(redis.url))
+                   .replace('"/srv/docs"', repr(str(root)))
+                   .replace('"tcp:8080"', f'"tcp:{port}:interface=127.0.0.1"'))
+            if writer is not None:
+                app = app.replace("WRITER = None", f'WRITER = "http://127.0.0.1:{nodes[0].port}/docs"')
+            (tmp_path / f"app{port}.tac").write_text(app)
+            node = Node(root, redis)
+            node.port = port
+            node.process = subprocess.Popen(
+                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                 "--pidfile=", "-y", str(tmp_path / f"app{port}.tac")],
+                cwd=PROJECT, stdout=open(tmp_path / f"twistd-{port}.log", "wb"),
+                stderr=subprocess.STDOUT)
+            nodes.append(node)
+
+            def up(node: Node = node) -> bool:
+                try:
+                    return node.request("GET", "/docs/index.html").status == 200
+                except OSError:
+                    return False
+
+            eventually(up, what="the embedded node to serve")
+        writer, edge = nodes
+        w = Watcher(writer, "/docs/index.html")
+        assert w.subscribe()["url"] == "/index.html"
+        assert edge.select("POST", "/docs/index.html", "#list", "<li>embedded</li>").status == 206
+        assert w.item().content == "<li>embedded</li>"
+        assert "<li>embedded</li>" in edge.select("GET", "/docs/index.html", "#list").text
+        w.close()
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+def test_workers_with_a_config_authorize_and_redact_alike(tmp_path, redis):
+    import base64
+
+    config = liveConfig(tmp_path)
+    local = {"Host": "localhost"}
+    admin = {**local, "Authorization": "Basic " + base64.b64encode(b"admin:admin123").decode()}
+    parent = Node(tmp_path / "w", redis, None, "--workers", "2", config=config).start()
+    try:
+        children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+        eventually(lambda: children.read_text().split() != [], what="the edge process")
+        eventually(lambda: all(parent.request("GET", "/doc.html", headers=local).status == 200
+                               for _ in range(10)), what="every worker to be ready")
+        assert parent.select("PUT", "/doc.html", "#content", "<div id=content>w</div>",
+                             headers=admin).status == 206
+        for _ in range(10):
+            anonymous = parent.request("GET", "/doc.html", headers=local)
+            assert b"Secret" not in anonymous.body and b"<div id=\"content\">w</div>" in anonymous.body
+            assert parent.select("GET", "/doc.html", ".private", headers=local).status == 401
+            assert b"Secret" in parent.request("GET", "/doc.html", headers=admin).body
+    finally:
+        parent.stop()
+
+
+def test_workers_start_an_edge_again_when_one_dies(tmp_path, redis):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    parent = Node(root, redis, None, "--workers", "2").start()
+    try:
+        children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+        eventually(lambda: children.read_text().split() != [], what="the edge process")
+        (first,) = children.read_text().split()
+        os.kill(int(first), signal.SIGKILL)
+        eventually(lambda: children.read_text().split() not in ([], [first]), what="a new edge")
+        (second,) = children.read_text().split()
+        assert second != first
+        eventually(lambda: all(parent.request("GET", "/index.html").status == 200
+                               for _ in range(10)), what="every worker to serve")
+    finally:
+        parent.stop()
+
+
+def test_a_workers_edge_stops_when_its_parent_is_killed(tmp_path, redis):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    parent = Node(root, redis, None, "--workers", "2").start()
+    children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+    eventually(lambda: children.read_text().split() != [], what="the edge process")
+    (child,) = children.read_text().split()
+    parent.stop(signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            return "zombie" in Path(f"/proc/{child}/status").read_text()
+        except FileNotFoundError:
+            return True
+
+    eventually(gone, what="the orphaned edge to stop")
+
+
+def test_a_writer_started_before_redis_serves_and_joins_it_when_it_comes(tmp_path, redis, watchers):
+    redis.stop()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "index.html").write_text(PAGE)
+    writer = Node(root, redis)
+    Server.start(writer)
+    edge = None
+    try:
+        assert writer.select("POST", "/index.html", "#list", "<li>alone</li>").status == 206
+        assert writer.request("GET", "/_rustybeam/cluster/snapshot").status == 503
+        redis.start()
+        edge = Node(root, redis, writer).start()
+        assert "<li>alone</li>" in edge.select("GET", "/index.html", "#list").text
+        w = subscribed(watchers, edge)
+        assert writer.select("POST", "/index.html", "#list", "<li>together</li>").status == 206
+        assert w.item().content == "<li>together</li>"
+    finally:
+        if edge is not None:
+            edge.stop()
+        writer.stop()
