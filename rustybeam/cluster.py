@@ -52,6 +52,7 @@ from rustybeam.errors import (
     NOT_READY,
     REPLICA_BEHIND,
     TOO_LARGE,
+    UNKNOWN_HOST,
     WRITER_FAILED,
     WRITER_UNAVAILABLE,
     Problem,
@@ -140,7 +141,7 @@ class SnapshotResource(Resource):
         host = parse_qs(request.uri.split(b"?", 1)[-1]).get(b"host", [b""])[0].decode()
         store = self.stores.get(host)
         if store is None:
-            return renderProblem(request, CLUSTER_REFUSED.because(f"no host {host!r}"))
+            return renderProblem(request, UNKNOWN_HOST)
         d = ensureDeferred(snapshotOf(store))
 
         def send(snapshot: dict[str, Any]) -> None:
@@ -229,6 +230,8 @@ class WriterNode(MultiService):
             store = DocumentStore(root, log.append, options, reactor)
             log.store = store
             self.stores[host] = store
+            if self.running:
+                self.publisher.hello(host, store.origin)
             return store
 
         return make
@@ -535,6 +538,8 @@ class EdgeNode(MultiService):
             os.mkdir(directory)
             store = ReplicaStore(directory, notifier.changed, options, reactor)
             self.replicas[host] = store
+            if self.follower.ready:
+                self.follower.copyAgain()
             return store
 
         return make
@@ -550,6 +555,8 @@ class EdgeNode(MultiService):
         response = await self.agent.request(
             b"GET", self.writer + SNAPSHOT_PATH + b"?host=" + quote(host).encode(), headers)
         data = await readBody(response)
+        if response.code == UNKNOWN_HOST.status:
+            return {"origin": 0, "documents": []}
         if response.code != 200:
             raise ConnectionError(f"the writer refused the snapshot: {response.code}")
         return json.loads(data)

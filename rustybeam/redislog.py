@@ -340,6 +340,10 @@ class StreamFollower(Service):
             self._readiness.append(d)
         return d
 
+    def copyAgain(self) -> None:
+        """Copy every host's documents again before the next entry (a host was added)."""
+        self._stale = True
+
     def startService(self) -> None:
         super().startService()
         self._loop = ensureDeferred(self._run())
@@ -426,11 +430,16 @@ class StreamFollower(Service):
             return None
 
     async def _resync(self, last: str) -> None:
-        """Copy every host's documents; entries after C{last} then apply on top."""
-        for host, replica in self.replicas.items():
-            await replica.install(await self.snapshot(host))
-        self.lastId = last
+        """Copy every host's documents; entries after C{last} then apply on top. A
+        host added meanwhile (L{copyAgain}) leaves the replicas stale for another copy."""
         self._stale = False
+        try:
+            for host, replica in list(self.replicas.items()):
+                await replica.install(await self.snapshot(host))
+        except BaseException:
+            self._stale = True
+            raise
+        self.lastId = last
         self.resyncs += 1
         self.ready = True
         waiting, self._readiness = self._readiness, []

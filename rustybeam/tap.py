@@ -22,7 +22,7 @@ from rustybeam.config import ConfigError, ServerConfig, loadConfig
 from rustybeam.changelog import inProcessStore
 from rustybeam.documents import StoreOptions
 from rustybeam.guard import AuthGuard
-from rustybeam.hosts import ServerContext, guardFor, hostsService
+from rustybeam.hosts import HostRouter, ServerContext, guardFor, hostsService
 from rustybeam.observe import MetricsEndpoint, ServerEndpoints
 from rustybeam.plugins import checkPipeline
 from rustybeam.plugins.config_reload import ConfigReloader
@@ -240,7 +240,8 @@ def makeService(options: Options) -> IService:
     metrics = Metrics() if options.metricsEnabled else None
     reloader = None
     if config is not None:
-        reloader = ConfigReloader(os.path.abspath(options["config"]), config, reactor)
+        reloader = ConfigReloader(os.path.abspath(options["config"]), config, reactor,
+                                  checkRoots=options["writer"] is None)
     server = ServerContext(configPath=reloader.path if reloader is not None else None, metrics=metrics,
                            reload=reloader.reload if reloader is not None else None,
                            shuttingDown=lifecycle.shuttingDown)
@@ -275,7 +276,7 @@ def makeService(options: Options) -> IService:
     endpoints: dict[bytes, Resource] = {b"health": ServerHealth(lifecycle.shuttingDown)}
     if metrics is not None:
         endpoints[b"metrics"] = MetricsEndpoint(metrics, options.metricsUsers)
-    root = _clusterRoot(node, root, config)
+    root = _clusterRoot(node, root, hosts.router if config is not None else None)
     site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes,
                         accessLog, metrics)
     RequestDrain(site, reactor).setServiceParent(top)
@@ -319,18 +320,21 @@ def _clusterNode(options: Options, reactor: object) -> object | None:
     return WriterNode(redis, reactor)  # type: ignore[arg-type]
 
 
-def _clusterRoot(node: object, root: Resource, config: ServerConfig | None) -> Resource:
+def _clusterRoot(node: object, root: Resource, router: HostRouter | None) -> Resource:
+    """C{root} in a writer's or an edge's tree; an edge finds the replica of a
+    request's host in the configuration the router serves now (reloads included)."""
     from rustybeam.cluster import EdgeNode, WriterNode
 
     if isinstance(node, WriterNode):
         return node.wrap(root)
     if isinstance(node, EdgeNode):
-        if config is None:
+        if router is None:
             return node.wrap(root, lambda request: node.replicas.get(""))
 
         def replicaFor(request: object) -> object:
             header = request.getHeader(b"host")  # type: ignore[attr-defined]
-            host = config.host(header.decode("latin-1") if header else None)
+            assert router is not None
+            host = router.config.host(header.decode("latin-1") if header else None)
             return node.replicas.get(host.hostName) if host is not None else None
 
         return node.wrap(root, replicaFor)  # type: ignore[arg-type]

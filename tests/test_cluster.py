@@ -620,3 +620,73 @@ def test_a_writer_started_before_redis_serves_and_joins_it_when_it_comes(tmp_pat
         if edge is not None:
             edge.stop()
         writer.stop()
+
+
+def test_whole_file_appends_through_an_edge_reach_every_node_as_themselves(cluster, watchers):
+    writer = cluster()
+    edge = cluster(writer)
+    start = sequenceOf(writer)
+    watching = [subscribed(watchers, n, since=start) for n in (writer, edge)]
+    r = edge.request("POST", "/index.html", '<p id="tail">tail</p>')
+    assert r.status in (200, 201, 204), r.status
+    items = [w.item().raw for w in watching]
+    assert items[0] == items[1] and 'id="tail"' in items[0]
+    page = edge.request("GET", "/index.html").body
+    assert page == writer.request("GET", "/index.html").body and b'<p id="tail">tail</p>' in page
+    assert edge.request("POST", "/notes.txt", "more\n").status in (200, 201, 204)
+    assert edge.request("GET", "/notes.txt").body == b"plain text\nmore\n"
+    assert writer.request("GET", "/notes.txt").body == b"plain text\nmore\n"
+
+
+def test_a_put_through_an_edge_creates_its_directories_on_every_node(cluster, tmp_path):
+    writer = cluster()
+    edge = cluster(writer)
+    r = edge.request("PUT", "/new/deeper/page.html", PAGE)
+    assert r.status == 201, r.status
+    assert (tmp_path / "root" / "new" / "deeper" / "page.html").read_text() == PAGE
+    assert edge.request("GET", "/new/deeper/page.html").body == PAGE.encode()
+    assert edge.select("POST", "/new/deeper/page.html", "#list", "<li>2</li>").status == 206
+    late = cluster(writer)
+    for node in (writer, edge, late):
+        assert b"<li>2</li>" in node.request("GET", "/new/deeper/page.html").body
+
+
+def test_a_host_added_by_a_reload_is_served_and_written_through_an_edge(tmp_path, redis):
+    from test_plugins import HANDLERS, plugin, writeConfig
+
+    config = writeConfig(tmp_path, *HANDLERS, plugin("websocket"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_text(PAGE)
+    writer = Node(tmp_path / "w", redis, None, config=config).start()
+    edge = Node(tmp_path / "e", redis, writer, config=config).start()
+    added = {"Host": "localhost"}
+    watching: list[Watcher] = []
+    try:
+        assert edge.request("GET", "/index.html", headers=added).status == 404
+        text = config.read_text()
+        host = text[text.index('<table itemscope itemtype="http://rustybeam.net/HostConfig">'):
+                    text.index("</body>")]
+        config.write_text(text.replace("</body>", host.replace(">127.0.0.1<", ">localhost<")
+                                       .replace(">./root<", ">./other<") + "</body>"))
+        for node in (edge, writer):
+            assert node.process is not None
+            node.process.send_signal(signal.SIGHUP)
+        eventually(lambda: edge.request("GET", "/index.html", headers=added).body == PAGE.encode(),
+                   what="the edge to serve the added host")
+        for node in (writer, edge):
+            w = Watcher(node, "/index.html", host="localhost")
+            assert w.subscribe()["type"] == "subscribed"
+            watching.append(w)
+        r = edge.select("POST", "/index.html", "#list", "<li>added</li>", headers=added)
+        assert r.status == 206
+        assert b"<li>added</li>" in edge.request("GET", "/index.html", headers=added).body
+        items = [w.item().raw for w in watching]
+        assert items[0] == items[1] and "added" in items[0]
+        assert "added" in (other / "index.html").read_text()
+        assert b"added" not in edge.request("GET", "/index.html").body
+    finally:
+        for w in watching:
+            w.close()
+        edge.stop()
+        writer.stop()

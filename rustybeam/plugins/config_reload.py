@@ -73,12 +73,17 @@ class ConfigReloader(Service):
     """
     Reloads C{path} into C{hosts} on C{SIGHUP} and when asked (L{reload}); reloads
     never overlap, and requests that arrive during one are folded into one more.
+
+    @param checkRoots: whether each host's root must be a directory (a cluster's
+        edge has none: it copies the writer's documents).
     """
 
     log = Logger()
 
-    def __init__(self, path: str, running: ServerConfig, reactor: Any) -> None:
+    def __init__(self, path: str, running: ServerConfig, reactor: Any,
+                 checkRoots: bool = True) -> None:
         self.path = path
+        self.checkRoots = checkRoots
         self.current = running
         self.reactor = reactor
         self.hosts: Any = None
@@ -118,7 +123,7 @@ class ConfigReloader(Service):
                     guards = {h.hostName: guardFor(h) for h in config.hosts}
                     for h in config.hosts:
                         checkPipeline(h)
-                        if not os.path.isdir(h.hostRoot):
+                        if self.checkRoots and not os.path.isdir(h.hostRoot):
                             raise ConfigError(f"HostConfig ({h.hostName}): property 'hostRoot': "
                                               f"not a directory: {h.hostRoot}")
                 except (ConfigError, OSError) as e:
