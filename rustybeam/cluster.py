@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import deque
 from dataclasses import replace
 from functools import partial
 from io import BytesIO
@@ -260,6 +261,11 @@ class ReplicaStore(DocumentStore):
         self.onChange = self._applied
         self._sink = sink
         self._expected: dict[str, int] = {}
+        self._offered: dict[str, deque[int]] = {}
+        """The sequence numbers of the entries in the write queue, oldest first."""
+        self._diverged: set[str] = set()
+        """Documents whose copy lost an entry that the writer applied (it failed
+        here): not delivered or read as current until the documents are copied again."""
         self._etags: dict[str, str] = {}
         self._etagAt: dict[tuple[str, int], str | None] = {}
         self._waiting: dict[str, list[tuple[int, Deferred[bool]]]] = {}
@@ -281,12 +287,15 @@ class ReplicaStore(DocumentStore):
         that of the group commit it was part of, which differs between nodes).
         """
         doc = self.locate(_urlPath(entry.url))
+        if doc.url in self._diverged:
+            raise Gap(f"{entry.url}: the copy lost an entry before {entry.sequence}")
         expected = self._expected.get(doc.url, self.sequence(doc.url))
         if entry.sequence <= expected:
             return None
         if entry.sequence != expected + 1:
             raise Gap(f"{entry.url}: sequence {entry.sequence} after {expected}")
         self._expected[doc.url] = entry.sequence
+        self._offered.setdefault(doc.url, deque()).append(entry.sequence)
         self._etagAt[(doc.url, entry.sequence)] = entry.etag
         if entry.selector:
             plan = partial(_applySelector, entry.method, selectors.compile(entry.selector),
@@ -294,15 +303,18 @@ class ReplicaStore(DocumentStore):
         else:
             plan = partial(_applyWhole, doc, entry.method, entry.body)
         d = DocumentStore._write(self, doc, None, None, plan)
-        if entry.selector:
-            return d
 
         def verify(result: Any) -> object:
-            if result.change.size != entry.size:
+            if doc.url in self._diverged or (not entry.selector and result.change.size != entry.size):
                 raise Gap(f"{entry.url}: replica differs from the writer at {entry.sequence}")
             return result
 
-        return d.addCallback(verify)
+        def failed(failure: Any) -> Any:
+            self._offered[doc.url].popleft()
+            self._diverged.add(doc.url)
+            return failure
+
+        return d.addCallbacks(verify, failed)
 
     async def install(self, snapshot: Mapping[str, Any]) -> None:
         """Make the replica the writer's snapshot; watchers of a document that differs
@@ -310,6 +322,8 @@ class ReplicaStore(DocumentStore):
         await self.drain()
         self._origin = int(snapshot["origin"])
         self._expected.clear()
+        self._offered.clear()
+        self._diverged.clear()
         self._etagAt.clear()
         self._etags = {item["url"]: item["etag"] for item in snapshot["documents"] if item.get("etag")}
         sequences: dict[str, int] = {}
@@ -352,9 +366,21 @@ class ReplicaStore(DocumentStore):
             inserted=(after.getroot(),) if after is not None else (),
             size=len(data), body=data,
         )
-        self._applied(change)
+        self._deliver(change)
 
     def _applied(self, change: Change) -> None:
+        """A change the store made from an entry: delivered if it has the entry's
+        number (it has not, once an earlier entry failed here)."""
+        offered = self._offered.get(change.url)
+        number = offered.popleft() if offered else None
+        if number != change.sequence or change.url in self._diverged:
+            self._diverged.add(change.url)
+            self.log.warn("{url}: the copy lost a change; not delivering {sequence}",
+                          url=change.url, sequence=number)
+            return
+        self._deliver(change)
+
+    def _deliver(self, change: Change) -> None:
         key = (change.url, change.sequence)
         if key in self._etagAt:
             etag = self._etagAt.pop(key)
@@ -376,7 +402,7 @@ class ReplicaStore(DocumentStore):
 
     def _wake(self, url: str) -> None:
         waiting = self._waiting.get(url)
-        if not waiting:
+        if not waiting or url in self._diverged:
             return
         current = self.sequence(url)
         still = [(s, d) for s, d in waiting if s > current]

@@ -690,3 +690,35 @@ def test_a_host_added_by_a_reload_is_served_and_written_through_an_edge(tmp_path
             w.close()
         edge.stop()
         writer.stop()
+
+
+def test_an_edge_whose_copy_refuses_an_entry_delivers_no_misnumbered_change(cluster, redis, watchers,
+                                                                           tmp_path, monkeypatch):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    writer = cluster()
+    edge = cluster(writer)
+    start = sequenceOf(writer)
+    w = subscribed(watchers, edge, since=start)
+    (copy,) = temporary.glob("rustybeam-replica-*/*/index.html")
+    length = lambda: int(redis.command("XLEN", "rustybeam:log")[1:])  # noqa: E731
+    assert edge.process is not None
+    edge.process.send_signal(signal.SIGSTOP)
+    try:
+        before = length()
+        assert writer.select("PUT", "/index.html", "#note", '<p id="note">a</p>').status == 206
+        eventually(lambda: length() == before + 1, what="the first entry")
+        copy.write_text(PAGE.replace('<ul id="list"><li>first</li></ul>', ""))
+        assert writer.select("POST", "/index.html", "#list", "<li>b</li>").status == 206
+        assert writer.select("PUT", "/index.html", "#note", '<p id="note">c</p>').status == 206
+        eventually(lambda: length() == before + 3, what="the other entries")
+    finally:
+        edge.process.send_signal(signal.SIGCONT)
+    first = w.item(timeout=20)
+    assert (first.method, first.selector, first.sequence) == ("PUT", "#note", start + 1)
+    again = w.item(timeout=20)
+    assert (again.method, again.selector, again.sequence) == ("PUT", "", start + 3)
+    assert "<li>b</li>" in again.content and '<p id="note">c</p>' in again.content
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    w.nothing()
