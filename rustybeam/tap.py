@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
 from twisted.application.service import IService, MultiService
@@ -290,7 +291,10 @@ def makeService(options: Options) -> IService:
         listening = node.listenWhenReady(listening)  # type: ignore[union-attr]
     listening.setServiceParent(top)
     if options["workers"] > 1:
-        _workers(options, port, site, reactor).setServiceParent(top)
+        workers = _workers(options, port, site, reactor)
+        workers.setServiceParent(top)
+        if reloader is not None:
+            reloader.onReload.append(lambda: workers.signal("HUP"))
     if os.environ.get("RUSTYBEAM_WORKER"):
         from rustybeam.workers import watchParent
 
@@ -341,7 +345,7 @@ def _clusterRoot(node: object, root: Resource, router: HostRouter | None) -> Res
     return root
 
 
-def _workers(options: Options, port: str, site: DocumentSite, reactor: object) -> IService:
+def _workers(options: Options, port: str, site: DocumentSite, reactor: object) -> Any:
     """The edge processes of --workers, and the writer's private port they forward to."""
     from rustybeam.workers import WorkersService
 
@@ -349,12 +353,18 @@ def _workers(options: Options, port: str, site: DocumentSite, reactor: object) -
         """The writer's loopback port for its edges, listening before they start."""
 
         listening: object = None
+        edges: WorkersService | None = None
 
         def startService(self) -> None:
             self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
-            WorkersService(options["workers"] - 1, edgeArguments(options, port),
-                           self.listening, reactor).setServiceParent(self)
+            self.edges = WorkersService(options["workers"] - 1, edgeArguments(options, port),
+                                        self.listening, reactor)
+            self.edges.setServiceParent(self)
             super().startService()
+
+        def signal(self, name: str) -> None:
+            if self.edges is not None:
+                self.edges.signal(name)
 
         def stopService(self):  # type: ignore[no-untyped-def]
             d = super().stopService()

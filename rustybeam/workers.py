@@ -133,6 +133,14 @@ class WorkersService(Service):
             self.log.warn("edge process {pid} ended; starting another", pid=entry[0].pid)
             self.reactor.callLater(self.restartDelay, self._spawn)
 
+    def signal(self, name: str) -> None:
+        """Send every edge process the signal C{name} (e.g. C{HUP}: reload)."""
+        for transport, _ in list(self.children):
+            try:
+                transport.signalProcess(name)
+            except Exception:
+                pass
+
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         waits = []

@@ -110,6 +110,13 @@ def subscribed(open_: Callable[..., Watcher], node: Server, selector: str | None
     return w
 
 
+def edgesListening(parent: Node, count: int = 1) -> None:
+    """Wait until C{count} edge processes of C{--workers} listen on the parent's port
+    too (an edge logs its start to the parent's output)."""
+    eventually(lambda: parent.output().count(f"starting on {parent.port}") > count,
+               what="the edges to listen")
+
+
 def sequenceOf(node: Server, path: str = "/index.html") -> int:
     return int(node.request("GET", path).headers["X-Rustybeam-Sequence"])
 
@@ -548,10 +555,12 @@ def test_workers_with_a_config_authorize_and_redact_alike(tmp_path, redis):
     try:
         children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
         eventually(lambda: children.read_text().split() != [], what="the edge process")
-        eventually(lambda: all(parent.request("GET", "/doc.html", headers=local).status == 200
-                               for _ in range(10)), what="every worker to be ready")
+        edgesListening(parent)
         assert parent.select("PUT", "/doc.html", "#content", "<div id=content>w</div>",
                              headers=admin).status == 206
+        eventually(lambda: all(b'<div id="content">w</div>' in
+                               parent.request("GET", "/doc.html", headers=admin).body
+                               for _ in range(10)), what="every worker to have the write")
         for _ in range(10):
             anonymous = parent.request("GET", "/doc.html", headers=local)
             assert b"Secret" not in anonymous.body and b"<div id=\"content\">w</div>" in anonymous.body
@@ -722,3 +731,29 @@ def test_an_edge_whose_copy_refuses_an_entry_delivers_no_misnumbered_change(clus
     assert "<li>b</li>" in again.content and '<p id="note">c</p>' in again.content
     assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
     w.nothing()
+
+
+def test_a_reload_of_a_workers_writer_reloads_its_edges(tmp_path, redis):
+    from test_plugins import HANDLERS, plugin, writeConfig
+
+    config = writeConfig(tmp_path, *HANDLERS, plugin("websocket"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "index.html").write_text(PAGE)
+    parent = Node(tmp_path / "w", redis, None, "--workers", "2", config=config).start()
+    added = {"Host": "localhost"}
+    try:
+        assert parent.process is not None
+        children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
+        eventually(lambda: children.read_text().split() != [], what="the edge process")
+        edgesListening(parent)
+        text = config.read_text()
+        host = text[text.index('<table itemscope itemtype="http://rustybeam.net/HostConfig">'):
+                    text.index("</body>")]
+        config.write_text(text.replace("</body>", host.replace(">127.0.0.1<", ">localhost<")
+                                       .replace(">./root<", ">./other<") + "</body>"))
+        parent.process.send_signal(signal.SIGHUP)
+        eventually(lambda: all(parent.request("GET", "/index.html", headers=added).body == PAGE.encode()
+                               for _ in range(20)), what="every worker to serve the added host")
+    finally:
+        parent.stop()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -92,6 +92,9 @@ class ConfigReloader(Service):
         self._previous: Any = None
         self.reloaded = 0
         """Reloads applied (for tests and logs)."""
+        self.onReload: list[Callable[[], object]] = []
+        """Called after each reload that applied (a C{--workers} writer signals its
+        edge processes to reload too)."""
 
     def startService(self) -> None:
         super().startService()
@@ -136,6 +139,8 @@ class ConfigReloader(Service):
                     self.reloaded += 1
                     self.log.info("configuration reloaded from {path} ({count} hosts)",
                                   path=self.path, count=len(config.hosts))
+                    for hook in self.onReload:
+                        hook()
                 if not self._again:
                     break
         finally:
