@@ -353,8 +353,7 @@ def test_workers_share_one_port_and_stop_together_with_1001(tmp_path, redis):
         children = Path(f"/proc/{parent.process.pid}/task/{parent.process.pid}/children")
         eventually(lambda: children.read_text().split() != [], what="the edge process")
         (child,) = children.read_text().split()
-        eventually(lambda: all(parent.request("GET", "/").status == 200 for _ in range(10)),
-                   what="every worker to be ready")
+        edgesListening(parent)
         opened = [Watcher(parent, "/index.html") for _ in range(16)]
         for w in opened:
             assert w.subscribe(url="/index.html")["type"] == "subscribed"
