@@ -88,6 +88,23 @@ def server(root: str, port: int, *options: str) -> subprocess.Popen:
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
+def listeners(port: int) -> int:
+    """Sockets listening on 127.0.0.1:C{port} (several with SO_REUSEPORT)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == "0A")
+
+
+def wait_listening(port: int, count: int, timeout: float = 120) -> None:
+    """Wait until every worker listens (an edge does once it has copied the documents):
+    watchers that connect before would all land on the writer."""
+    deadline = time.monotonic() + timeout
+    while listeners(port) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {listeners(port)} of {count} workers listen on {port}")
+        time.sleep(0.1)
+
+
 def stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -107,7 +124,9 @@ def fanout(args: argparse.Namespace, label: str, *options: str) -> dict:
                      "--max-connections-per-address", limit, *options)
     try:
         wait_ready(port, process)
-        time.sleep(2 if "--workers" in options else 0.3)
+        if "--workers" in options:
+            wait_listening(port, int(options[options.index("--workers") + 1]))
+        time.sleep(0.3)
         log(f"{label}: {args.watchers} watchers")
         h = subprocess.run(["node", HARNESS, "--port", str(port), "--pid", str(process.pid),
                             "--levels", str(args.watchers), "--paced", str(args.paced),
