@@ -55,6 +55,18 @@ def change(selector: str = "#a", url: str = "/d.html", sequence: int = 1) -> Cha
                   inserted, tuple(e.getparent() for e in inserted))
 
 
+def deletion(selector: str, url: str = "/d.html", sequence: int = 1) -> Change:
+    """A DELETE as the store records it: the removed elements are in C{before}
+    only, their former parents (in C{after}) are the containers."""
+    before = DOC
+    after = markup.copyTree(DOC)
+    removed = tuple(selectors.compile(selector).select(before.getroot()))
+    containers = tuple(markup.detach(e) for e in selectors.compile(selector).select(after.getroot()))
+    content = "\n".join(markup.serialize(e) for e in removed)
+    return Change("DELETE", url, selector, sequence, content, before, after, removed, (),
+                  containers)
+
+
 def test_a_change_reaches_only_the_watchers_of_its_document() -> None:
     notifier = DocumentChangeNotifier()
     mine, other = FakeWatcher(), FakeWatcher()
@@ -103,6 +115,30 @@ def test_a_watcher_gets_a_change_once_however_many_subscriptions_match() -> None
 ])
 def test_selector_subscription_receives_only_intersecting_changes(css: str, expected: bool) -> None:
     assert touches(selectors.compile(css), change("#a")) is expected
+
+
+def test_selector_subscription_sees_the_delete_of_the_element_it_watches() -> None:
+    """The watched element exists only in the document before the change, so the
+    selector must be evaluated there too."""
+    notifier = DocumentChangeNotifier()
+    watching, matching, sibling = FakeWatcher(), FakeWatcher(), FakeWatcher()
+    notifier.subscribe(watching, "/d.html", selectors.compile("#a"))
+    notifier.subscribe(matching, "/d.html", selectors.compile("#l > li"))
+    notifier.subscribe(sibling, "/d.html", selectors.compile("#b"))
+    notifier.changed(deletion("#a"))
+    assert [d.change.method for d in watching.received] == ["DELETE"]
+    assert [d.change.method for d in matching.received] == ["DELETE"]
+    assert sibling.received == []
+
+
+def test_selector_subscription_sees_the_delete_of_an_ancestor_of_what_it_watches() -> None:
+    notifier = DocumentChangeNotifier()
+    inside, elsewhere = FakeWatcher(), FakeWatcher()
+    notifier.subscribe(inside, "/d.html", selectors.compile("#b"))
+    notifier.subscribe(elsewhere, "/d.html", selectors.compile("#t"))
+    notifier.changed(deletion("#l"))
+    assert [d.change.selector for d in inside.received] == ["#l"]
+    assert elsewhere.received == []
 
 
 def test_an_element_inside_the_changed_one_is_touched() -> None:

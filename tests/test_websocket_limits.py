@@ -143,6 +143,17 @@ def test_origin_outside_the_allow_list_gets_403(tmp_path_factory) -> None:
             assert head.startswith(b"HTTP/1.1 " + status), (origin, head)
 
 
+def test_allowed_origin_on_another_port_gets_403(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--allow-origin", "https://good.example"):
+        for origin, status in [("https://good.example:8443", b"403"),
+                               ("https://good.example:443", b"403"),
+                               ("http://good.example", b"403"),
+                               ("https://good.example", b"101")]:
+            sock, head = rawHandshake(server, "/d.html", {"Origin": origin})
+            sock.close()
+            assert head.startswith(b"HTTP/1.1 " + status), (origin, head)
+
+
 def test_unanswered_pings_drop_the_connection(tmp_path_factory) -> None:
     for server in serverWith(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "0.6"):
         sock, head = rawHandshake(server, "/d.html")

@@ -76,3 +76,19 @@ def test_waiting_for_connections_to_close_gives_up_after_the_timeout() -> None:
     stuck = factory.whenClosed(5)
     clock.advance(5)
     assert stuck.called
+
+
+def test_allowed_origin_matches_scheme_host_and_port() -> None:
+    from rustybeam.notifier import DocumentChangeNotifier
+    from rustybeam.websocket import DocumentWebSocketFactory
+
+    options = WebSocketOptions(allowedOrigins=("https://good.example", "http://*.trusted.example"))
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(), options, Clock())  # type: ignore[arg-type]
+    assert factory.originAllowed("https://good.example")
+    assert factory.originAllowed("HTTPS://Good.Example")
+    assert factory.originAllowed("http://app.trusted.example")
+    assert factory.originAllowed(None)
+    assert not factory.originAllowed("https://good.example:8443")
+    assert not factory.originAllowed("http://good.example")
+    assert not factory.originAllowed("https://evil.example")
+    assert not factory.originAllowed("http://app.trusted.example:8080")
