@@ -5,9 +5,114 @@ limiter's token bucket and the protocol timers that replace txaio's batched time
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
+import base64
+import os
+from dataclasses import replace
 
-from rustybeam.websocket import ReactorTimer, WebSocketOptions, _Bucket
+from twisted.internet import abstract
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+from rustybeam.changes import Change
+from rustybeam.notifier import Delivery, DocumentChangeNotifier
+from rustybeam.websocket import (
+    DocumentWebSocketFactory,
+    DocumentWebSocketProtocol,
+    ReactorTimer,
+    WebSocketOptions,
+    _Bucket,
+    pendingBytes,
+)
+
+
+class _Reactor(Clock):
+    """A clock that also takes (and ignores) reader and writer registrations."""
+
+    def addWriter(self, writer: object) -> None:
+        pass
+
+    def removeWriter(self, writer: object) -> None:
+        pass
+
+    def addReader(self, reader: object) -> None:
+        pass
+
+    def removeReader(self, reader: object) -> None:
+        pass
+
+
+class Unsent(abstract.FileDescriptor):
+    """A Twisted transport whose peer never reads: everything written stays queued
+    in Twisted's own buffer, as it does for a slow consumer."""
+
+    def __init__(self, reactor: _Reactor) -> None:
+        super().__init__(reactor)
+        self.connected = 1
+
+    def writeSomeData(self, data: bytes) -> int:
+        return 0
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 3000)
+
+
+def test_pending_bytes_counts_what_the_transport_has_not_yet_written() -> None:
+    transport = Unsent(_Reactor())
+    assert pendingBytes(transport) == 0
+    transport.write(b"x" * 100)
+    transport.write(b"y" * 20)
+    assert pendingBytes(transport) == 120
+    transport.dataBuffer, transport.offset = b"z" * 50, 30
+    assert pendingBytes(transport) == 20 + 120
+    wrapper = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+    wrapper.makeConnection(transport)
+    assert pendingBytes(wrapper) == 140
+
+
+def openConnection(limit: int) -> tuple[DocumentWebSocketProtocol, Unsent, DocumentChangeNotifier]:
+    """A protocol past its opening handshake on an L{Unsent} transport."""
+    clock = _Reactor()
+    notifier = DocumentChangeNotifier()
+    options = WebSocketOptions(maxBacklogBytes=limit, autoPingInterval=0)
+    factory = DocumentWebSocketFactory(None, notifier, options, clock)  # type: ignore[arg-type]
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    transport = Unsent(clock)
+    protocol.makeConnection(transport)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.dataReceived(
+        "GET /d.html HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
+    return protocol, transport, notifier
+
+
+def test_slow_consumer_limit_counts_the_bytes_already_queued() -> None:
+    """An item is sent while what is queued plus the item fits in the backlog limit;
+    the item that would pass it closes the connection with 1008 instead."""
+    item = lambda n: Change("PUT", "/d.html", "#a", n, "x" * 1000)  # noqa: E731
+    frame = len(Delivery(item(1)).message().payloadHybi)
+    protocol, transport, notifier = openConnection(limit=10**9)
+    handshake = pendingBytes(transport)
+    assert handshake > 0
+    protocol.factory.options = replace(protocol.factory.options,
+                                       maxBacklogBytes=handshake + 2 * frame)
+    notifier.changed(item(1))
+    notifier.changed(item(2))
+    assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
+    assert pendingBytes(transport) == handshake + 2 * frame
+    notifier.changed(item(3))
+    assert protocol.state == DocumentWebSocketProtocol.STATE_CLOSING
+    queued = b"".join(transport._tempDataBuffer)
+    assert pendingBytes(transport) == len(queued)
+    close = queued[handshake + 2 * frame:]
+    assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == 1008
+    assert notifier.watchers == 0
 
 
 def test_bucket_allows_a_burst_then_the_sustained_rate() -> None:
