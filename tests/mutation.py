@@ -5,8 +5,8 @@ C{tests/mutation [-j N] [module ...]}.
 Each module is mutated on its own, in its own working copy under C{mutants/<module>/},
 and each of its mutants is checked only against that module's fast unit tests
 (L{MODULES}; no servers, no browser), which mutmut narrows further to the tests that
-reach the mutated function. Results are cached there, so a second run checks only
-what changed. Mutants recorded as equivalent in C{tests/mutation-equivalents.txt}
+reach the mutated function. Every run starts afresh (mutmut's cache would not see
+a changed test). Mutants recorded as equivalent in C{tests/mutation-equivalents.txt}
 (one per line: the mutant's name, then why no test can tell it apart) are left out
 of the score; the score is the share of the other mutants that a test killed.
 """
@@ -98,7 +98,7 @@ def equivalents() -> dict[str, str]:
 def prepare(module: str, workdir: Path) -> None:
     """A working copy of the code and tests with mutmut configured for C{module}."""
     workdir.mkdir(parents=True, exist_ok=True)
-    for tree in ("rustybeam", "tests"):
+    for tree in ("rustybeam", "tests", "mutants"):
         shutil.rmtree(workdir / tree, ignore_errors=True)
         shutil.copytree(PROJECT / tree, workdir / tree,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
