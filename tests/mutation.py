@@ -98,7 +98,8 @@ def equivalents() -> dict[str, str]:
 def prepare(module: str, workdir: Path) -> None:
     """A working copy of the code and tests with mutmut configured for C{module}."""
     workdir.mkdir(parents=True, exist_ok=True)
-    for tree in ("rustybeam", "tests", "mutants"):
+    shutil.rmtree(workdir / "mutants", ignore_errors=True)
+    for tree in ("rustybeam", "tests"):
         shutil.rmtree(workdir / tree, ignore_errors=True)
         shutil.copytree(PROJECT / tree, workdir / tree,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
