@@ -95,9 +95,17 @@ def equivalents() -> dict[str, str]:
     return found
 
 
-def prepare(module: str, workdir: Path) -> None:
-    """A working copy of the code and tests with mutmut configured for C{module}."""
+def prepare(module: str, workdir: Path, again: bool = False) -> None:
+    """A working copy of the code and tests with mutmut configured for C{module};
+    C{again} keeps the mutants of the last run and only brings the tests up to date."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if again:
+        for tests in (workdir / "tests", workdir / "mutants" / "tests"):
+            shutil.rmtree(tests, ignore_errors=True)
+            shutil.copytree(PROJECT / "tests", tests,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        return
     shutil.rmtree(workdir / "mutants", ignore_errors=True)
     for tree in ("rustybeam", "tests"):
         shutil.rmtree(workdir / tree, ignore_errors=True)
@@ -114,7 +122,7 @@ only_mutate = ["rustybeam/{module}.py"]
 pytest_add_cli_args_test_selection = {toml(MODULES[module])}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not browser and not slow"]
 process_isolation = "forkserver"
-forkserver_warmup = "none"
+forkserver_warmup = "collect"
 """
     (workdir / "pyproject.toml").write_text(config, encoding="utf-8")
 
@@ -122,21 +130,32 @@ forkserver_warmup = "none"
 RESULT = re.compile(r"^\s+(\S+): (.+)$")
 
 
-def run(module: str, children: int) -> Score:
-    workdir = WORK / module
-    prepare(module, workdir)
-    env = dict(os.environ, RUSTYBEAM_SHARED=str(PROJECT.parent / "shared"))
-    mutmut = [sys.executable, "-m", "mutmut"]
-    with open(workdir / "run.log", "w") as log:
-        subprocess.run([*mutmut, "run", "--max-children", str(children)], cwd=workdir,
-                       env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, env=env,
-                             capture_output=True, text=True, check=False).stdout
-    score = Score(module)
+def results(module: str, workdir: Path, env: dict[str, str]) -> dict[str, str]:
+    """Each mutant of C{module} in C{workdir} and what became of it."""
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"],
+                             cwd=workdir, env=env, capture_output=True, text=True,
+                             check=False).stdout
+    found = {}
     for line in listing.splitlines():
         match = RESULT.match(line)
         if match and match.group(1).startswith(f"rustybeam.{module}."):
-            score.statuses[match.group(1)] = match.group(2)
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def run(module: str, children: int, again: bool = False) -> Score:
+    workdir = WORK / module
+    env = dict(os.environ, RUSTYBEAM_SHARED=str(PROJECT.parent / "shared"))
+    names: list[str] = []
+    if again and (workdir / "mutants").is_dir():
+        names = sorted(n for n, s in results(module, workdir, env).items() if s not in KILLED)
+    prepare(module, workdir, again=bool(names))
+    with open(workdir / "run.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children),
+                        *names], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                       check=False)
+    score = Score(module)
+    score.statuses = results(module, workdir, env)
     mutated = workdir / "mutants" / "rustybeam" / f"{module}.py"
     if mutated.exists():
         score.mutated = len(re.findall(r"__mutmut_\d+\b", mutated.read_text(encoding="utf-8")))
@@ -150,6 +169,9 @@ def main() -> int:
                         help=f"modules to mutate (default: all of {', '.join(MODULES)})")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2,
                         help="parallel mutmut workers (default: the number of CPUs)")
+    parser.add_argument("--again", action="store_true",
+                        help="re-check only the mutants the last run left alive, with the "
+                             "current tests (faster, after adding tests; not after changing code)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -157,7 +179,7 @@ def main() -> int:
     scores = []
     for module in args.modules or list(MODULES):
         started = time.monotonic()
-        score = run(module, args.jobs)
+        score = run(module, args.jobs, args.again)
         scores.append(score)
         if not score.statuses:
             print(f"{score.line()}  {time.monotonic() - started:.0f} s  (see "
