@@ -67,6 +67,50 @@ def test_selector_longer_than_the_limit_is_refused_with_400() -> None:
     assert e.value.status == 400
 
 
+def test_selector_longer_than_the_limit_says_so() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.compile("a" * (selectors.MAX_SELECTOR_LENGTH + 1))
+    assert e.value.message == (
+        f"malformed CSS selector: longer than {selectors.MAX_SELECTOR_LENGTH} characters")
+
+
+def test_malformed_selector_message_is_the_parser_s_reason_on_one_line() -> None:
+    from cssselect import HTMLTranslator, SelectorError
+
+    css = "div >\n\n  > p"
+    with pytest.raises(SelectorError) as reason:
+        HTMLTranslator().css_to_xpath(css)
+    with pytest.raises(Problem) as e:
+        selectors.compile(css)
+    assert e.value.message == "malformed CSS selector: " + " ".join(str(reason.value).split())
+
+
+def test_malformed_selector_message_is_cut_at_200_characters() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.compile("p:" + "x" * 300)
+    reason = e.value.message.removeprefix("malformed CSS selector: ")
+    assert len(reason) == 200 and reason.endswith("x" * 100)
+
+
+def test_selectors_with_the_same_text_are_equal_and_hash_alike() -> None:
+    a = selectors.Selector("#a", etree.XPath("//*"))
+    same = selectors.Selector("#a", etree.XPath("//p"))
+    other = selectors.Selector("#b", etree.XPath("//*"))
+    assert a == same and hash(a) == hash(same)
+    assert a != other and a != "#a"
+    assert len({hash(selectors.compile(f"#s{i}")) for i in range(20)}) == 20
+
+
+def test_range_header_selector_may_contain_equals_signs() -> None:
+    assert selectors.fromRangeHeader('selector=[data-x="1"]').css == '[data-x="1"]'
+
+
+def test_percent_encoded_range_value_that_is_not_utf8_says_so() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.fromRangeHeader("selector=%ff")
+    assert e.value.message == "malformed CSS selector: percent-encoding is not UTF-8"
+
+
 def test_range_header_value_names_the_selector() -> None:
     assert selectors.fromRangeHeader("selector=#list li").css == "#list li"
 
@@ -178,6 +222,60 @@ def test_path_traversal_is_refused(root: Path, raw: str) -> None:
     with pytest.raises(Problem) as e:
         paths.resolve(str(root), raw.encode("latin-1"))
     assert e.value.status in (400, 404)
+
+
+@pytest.mark.parametrize("raw, status, reason", [
+    ("/" + "a" * paths.MAX_PATH_LENGTH, 400, "too long"),
+    ("relative.html", 400, "must be absolute"),
+    ("/%ff.html", 400, "not UTF-8"),
+    ("/..%2foutside.html", 400, "encoded separator or NUL"),
+    ("/..%5coutside.html", 400, "encoded separator or NUL"),
+    ("/doc.html%00.txt", 400, "encoded separator or NUL"),
+    ("/dir/../doc.html", 400, "dot segment"),
+    ("/./doc.html", 400, "dot segment"),
+    ("/doc%01.html", 400, "control character"),
+    ("/doc%1f.html", 400, "control character"),
+    ("/doc%7f.html", 400, "control character"),
+    ("/dir//doc.html", 400, "empty segment"),
+    ("/.rustybeam-x1.tmp", 404, "temporary file"),
+    ("/../outside.html", 400, "dot segment"),
+])
+def test_refused_path_says_why(root: Path, raw: str, status: int, reason: str) -> None:
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), raw.encode("latin-1"))
+    assert (e.value.status, e.value.message.split(": ", 1)[1]) == (status, reason)
+
+
+def test_path_of_the_longest_allowed_length_is_accepted(root: Path) -> None:
+    raw = "/" + "a" * (paths.MAX_PATH_LENGTH - 1)
+    assert paths.resolve(str(root), raw).url == raw
+
+
+@pytest.mark.parametrize("raw", ["/doc.html?q=1?r=2", "/doc.html#x#y", "/doc.html?q#f",
+                                 "/doc.html#f?q"])
+def test_query_and_fragment_end_the_path_at_their_first_mark(root: Path, raw: str) -> None:
+    assert paths.resolve(str(root), raw).url == "/doc.html"
+
+
+@pytest.mark.parametrize("name", [".rustybeam-notes.html", "notes.tmp"])
+def test_only_names_with_both_marks_of_a_temporary_file_are_hidden(root: Path, name: str) -> None:
+    assert paths.resolve(str(root), "/" + name).url == "/" + name
+
+
+def test_symlink_leaving_the_root_says_so(root: Path) -> None:
+    (root / "link.html").symlink_to(root.parent / "outside.html")
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), "/link.html")
+    assert e.value.message == "no such document: outside the document root"
+
+
+def test_symlink_into_a_subdirectory_names_the_target_s_full_path(root: Path) -> None:
+    (root / "a dir").mkdir()
+    (root / "a dir" / "x y.html").write_text("target")
+    (root / "alias.html").symlink_to(root / "a dir" / "x y.html")
+    resolved = paths.resolve(str(root), "/alias.html")
+    assert resolved.url == "/a dir/x y.html"
+    assert resolved.filename == str(root / "a dir" / "x y.html")
 
 
 def test_symlink_leaving_the_root_is_refused(root: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from urllib.parse import quote
 
 from conftest import Docs, Server, compact, parseItem, rawHandshake
 
@@ -84,6 +85,18 @@ def test_selector_with_markup_characters_is_escaped(docs: Docs, watch) -> None:
     assert parseItem(raw).selector == selector
 
 
+def test_url_with_markup_characters_is_escaped(docs: Docs, watch) -> None:
+    name = 'a<b&c"d.html'
+    docs.write(name, '<!DOCTYPE html><html><body><p id="p">x</p></body></html>')
+    path = docs.url(quote(name))
+    w = watch(path)
+    docs.server.select("PUT", path, "#p", '<p id="p">y</p>')
+    raw = w.recv()
+    assert f'<span itemprop="url">{docs.url("a&lt;b&amp;c&quot;d.html")}</span>' in raw
+    item = parseItem(raw)
+    assert (item.url, item.selector, item.content) == (docs.url(name), "#p", '<p id="p">y</p>')
+
+
 def test_whole_document_put_and_delete_notify(docs: Docs, watch) -> None:
     w = watch(docs.url("doc.html"))
     html = "<!DOCTYPE html><html><body><p>new</p></body></html>"
@@ -141,6 +154,18 @@ def test_subscription_sees_an_element_the_change_creates(docs: Docs, watch) -> N
     w.subscribe(selector="#fresh")
     docs.server.select("POST", docs.url("doc.html"), "#content", '<span id="fresh">new</span>')
     assert w.item().method == "POST"
+
+
+def test_selector_subscription_sees_the_delete_of_the_element_it_watches(
+    docs: Docs, watch
+) -> None:
+    w = watch(docs.url("doc.html"))
+    w.subscribe(selector="#a")
+    docs.server.select("DELETE", docs.url("doc.html"), "#b")
+    w.nothing()
+    docs.server.select("DELETE", docs.url("doc.html"), "#a")
+    item = w.item()
+    assert (item.method, item.selector, item.content) == ("DELETE", "#a", '<li class="item" id="a">A</li>')
 
 
 def test_explicit_subscribe_replaces_the_implicit_watch(docs: Docs, watch) -> None:
