@@ -70,7 +70,7 @@ def challenged(call: object, *args: object) -> Problem:
     with pytest.raises(Problem) as e:
         call(*args)  # type: ignore[operator]
     assert e.value.status == 401
-    assert dict(e.value.headers) == {b"WWW-Authenticate": b'Basic realm="Rusty Beam"'}
+    assert dict(e.value.headers) == {b"WWW-Authenticate": b'Basic realm="Restricted Area"'}
     return e.value
 
 
@@ -79,7 +79,21 @@ def test_without_basic_auth_every_request_is_anonymous() -> None:
     viewer = AuthGuard(GuardOptions(authorizer=rules)).viewer(basic("alice:wonder"))
     assert isinstance(viewer, Viewer)
     assert (viewer.user, viewer.authorizer, viewer.key, viewer.name) == (None, rules, None, None)
-    assert AuthGuard(GuardOptions(users=USERS)).viewer(None).user is None
+
+
+def test_with_basic_auth_a_request_without_credentials_is_challenged() -> None:
+    challenged(AuthGuard(GuardOptions(users=USERS)).viewer, None)
+    challenged(AuthGuard(GuardOptions(users=USERS)).viewer, None, "PUT")
+
+
+def test_options_needs_no_credentials() -> None:
+    assert AuthGuard(GuardOptions(users=USERS)).viewer(None, "OPTIONS").user is None
+
+
+def test_allow_anonymous_lets_requests_without_credentials_through_as_anonymous() -> None:
+    guard = AuthGuard(GuardOptions(users=USERS, allowAnonymous=True))
+    assert guard.viewer(None).user is None
+    challenged(guard.viewer, basic("alice:wrong"))
 
 
 def test_a_user_with_the_right_password_is_recognised() -> None:
