@@ -510,6 +510,25 @@ def test_atomic_write_keeps_the_old_file_when_fsync_fails(
     assert sorted(os.listdir(tmp_path)) == ["doc.html"]
 
 
+# Content types
+
+
+@pytest.mark.parametrize("name, contentType", [
+    ("a.html", "text/html; charset=utf-8"), ("A.HTM", "text/html; charset=utf-8"),
+    ("x.css", "text/css; charset=utf-8"), ("x.txt", "text/plain; charset=utf-8"),
+    ("x.json", "application/json; charset=utf-8"), ("x.png", "image/png"),
+    ("x.xml", "application/xml"), ("noext", "application/octet-stream"),
+])
+def test_content_type_follows_the_extension_with_utf8_for_text(name: str, contentType: str) -> None:
+    assert documents.contentTypeOf(name) == contentType
+
+
+def test_javascript_is_served_as_utf8(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(documents.mimetypes, "guess_type",
+                        lambda name: ("application/javascript", None))
+    assert documents.contentTypeOf("x.mjs") == "application/javascript; charset=utf-8"
+
+
 # The document store and its change records
 
 
