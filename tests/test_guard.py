@@ -242,6 +242,8 @@ def test_a_viewer_is_judged_as_its_user_on_the_elements_it_names() -> None:
     assert not Viewer(None, rules).may("PUT", "/d.html", None, None)
     assert alice.may("PUT", "/d.html", "#open", tree)
     assert not alice.may("PUT", "/d.html", ".locked", tree)
+    assert not alice.may("PUT", "/d.html", "p:last-child", tree)
+    assert alice.may("PUT", "/d.html", "p:last-child", None)
 
 
 def deleteChange(html: str, target: str) -> Change:

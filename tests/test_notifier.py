@@ -364,3 +364,52 @@ def test_one_watcher_leaving_keeps_the_others_of_its_document() -> None:
     notifier.forget(leaving)
     notifier.changed(change("#a"))
     assert (len(leaving.received), len(staying.received)) == (0, 1)
+
+
+def test_each_partly_visible_form_of_a_change_gets_its_own_frame() -> None:
+    d = Delivery(change())
+    one = d.message(FakeViewer("p1", "<li>one</li>"))  # type: ignore[arg-type]
+    two = d.message(FakeViewer("p2", "<li>two</li>"))  # type: ignore[arg-type]
+    assert one is not None and b"<li>one</li>" in one.payload
+    assert two is not None and b"<li>two</li>" in two.payload
+
+
+def test_deliveries_are_counted_and_failures_are_logged_with_the_document() -> None:
+    from twisted.logger import capturedLogs, formatEvent
+
+    notifier = DocumentChangeNotifier()
+
+    class Broken(FakeWatcher):
+        def deliver(self, delivery: Delivery) -> None:
+            raise RuntimeError("boom")
+
+    for w in (FakeWatcher(), FakeWatcher(), Broken()):
+        notifier.subscribe(w, "/d.html", None)
+    assert notifier.delivered == 0
+    with capturedLogs() as events:
+        notifier.changed(change())
+        notifier.changed(change(sequence=2))
+    assert notifier.delivered == 4
+    assert [formatEvent(e) for e in events] == ["delivering /d.html failed"] * 2
+
+
+def test_history_keeps_exactly_its_size_documents_and_bytes() -> None:
+    notifier = DocumentChangeNotifier(NotifierOptions(historySize=3, historyDocuments=2,
+                                                      historyBytes=1000))
+    sized = lambda url, n, size: replace(change(url=url, sequence=n), size=size)  # noqa: E731
+    for n in (1, 2, 3):
+        notifier.changed(sized("/a.html", n, 100))
+    notifier.changed(sized("/b.html", 1, 700))
+    assert [c.sequence for c in notifier.missed("/a.html", 0, 3)] == [1, 2, 3]
+    assert [c.sequence for c in notifier.missed("/b.html", 0, 1)] == [1]
+
+
+def test_history_bytes_forget_what_the_size_limit_dropped() -> None:
+    notifier = DocumentChangeNotifier(NotifierOptions(historySize=2, historyBytes=250))
+    sized = lambda url, n: replace(change(url=url, sequence=n), size=100)  # noqa: E731
+    for n in (1, 2, 3):
+        notifier.changed(sized("/a.html", n))
+    assert [c.sequence for c in notifier.missed("/a.html", 1, 3)] == [2, 3]
+    notifier.changed(sized("/b.html", 1))
+    assert notifier.missed("/a.html", 1, 3) is None
+    assert [c.sequence for c in notifier.missed("/a.html", 2, 3)] == [3]

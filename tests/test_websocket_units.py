@@ -11,6 +11,8 @@ from dataclasses import replace
 
 from twisted.internet import abstract
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -87,7 +89,8 @@ def test_pending_bytes_counts_what_the_transport_has_not_yet_written() -> None:
     assert pendingBytes(wrapper) == 140
 
 
-def openConnection(limit: int, store: object = None, **options: object
+def openConnection(limit: int, store: object = None, httpRequest: object = None,
+                   **options: object
                    ) -> tuple[DocumentWebSocketProtocol, Unsent, DocumentChangeNotifier]:
     """A protocol past its opening handshake on an L{Unsent} transport."""
     clock = _Reactor()
@@ -95,6 +98,8 @@ def openConnection(limit: int, store: object = None, **options: object
     settings = WebSocketOptions(maxBacklogBytes=limit, autoPingInterval=0, **options)  # type: ignore[arg-type]
     factory = DocumentWebSocketFactory(store, notifier, settings, clock)  # type: ignore[arg-type]
     protocol = factory.connect("127.0.0.1", "/d.html", None)
+    if httpRequest is not None:
+        protocol.httpRequest = httpRequest
     transport = Unsent(clock)
     protocol.makeConnection(transport)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -515,3 +520,48 @@ def test_an_upgrade_is_checked_for_version_origin_and_limits() -> None:
     with pytest.raises(Problem) as e:
         check(upgradeRequest(sec_websocket_version="13"))
     assert e.value.status == 503
+
+
+def test_a_transport_without_a_buffer_has_nothing_pending() -> None:
+    from types import SimpleNamespace
+
+    from twisted.internet.testing import StringTransport
+
+    assert pendingBytes(StringTransport()) == 0
+    assert pendingBytes(SimpleNamespace(dataBuffer=b"abc")) == 3
+
+
+class Site:
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, int]] = []
+
+    def log(self, request: DummyRequest) -> None:
+        self.logged.append((request.code, request.sentLength))
+
+
+def test_the_opening_handshake_is_written_to_the_access_log_once() -> None:
+    from types import SimpleNamespace
+
+    site = Site()
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=site)
+    protocol, transport, _ = openConnection(10**9, httpRequest=request)
+    assert site.logged == [(101, 0)]
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert site.logged == [(101, 0)]
+
+
+def test_a_handshake_that_never_opens_is_logged_as_400() -> None:
+    from types import SimpleNamespace
+
+    site = Site()
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=site)
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(autoPingInterval=0), _Reactor())
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    protocol.httpRequest = request
+    protocol.makeConnection(Unsent(factory.clock))  # type: ignore[arg-type]
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert site.logged == [(400, 0)]
+    assert factory.open == set() and factory.notifier.watchers == 0
