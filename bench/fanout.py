@@ -84,15 +84,21 @@ def log(msg: str) -> None:
 
 
 def ensure_node_modules() -> None:
+    """Install the harness's one dependency (C{ws}) from the npm registry, pinned by
+    bench/node/package-lock.json, on first run; nothing third-party is kept in the repo."""
     if os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
         return
-    npm = shutil.which("npm")
-    if npm is None:
-        sys.exit("npm not found: install Node.js 18+ (the harness needs the 'ws' package)")
-    cmd = [npm, "ci" if os.path.exists(os.path.join(NODE_DIR, "package-lock.json")) else "install",
-           "--no-audit", "--no-fund"]
-    log(f"installing the harness's dependencies: {' '.join(cmd)} (in bench/node)")
-    subprocess.run(cmd, cwd=NODE_DIR, check=True, stdout=subprocess.DEVNULL)
+    how = "cd bench/node && npm ci"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        sys.exit("the fan-out harness needs Node.js 18+ and npm, which were not found.\n"
+                 f"Install them (e.g. `apt-get install nodejs npm`), then run `{how}` "
+                 "(or just rerun this benchmark, which runs it for you).")
+    cmd = ["npm", "ci", "--no-audit", "--no-fund"]
+    log(f"installing the harness's dependency 'ws' from package-lock.json: {' '.join(cmd)} (in bench/node)")
+    done = subprocess.run(cmd, cwd=NODE_DIR, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        sys.exit(f"`{how}` failed (exit {done.returncode}); the harness needs the 'ws' package "
+                 "from the npm registry. Run it by hand to see why.")
 
 
 def free_port() -> int:
