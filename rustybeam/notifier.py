@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Protocol
+from typing import Hashable, Protocol
 
 from autobahn.websocket.protocol import PreparedMessage
 from lxml import etree
@@ -88,6 +88,14 @@ class Delivery:
             self._frames[key] = frame
         return frame
 
+    def frame(
+        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False
+    ) -> bytes | None:
+        """The bytes on the wire (one unmasked, uncompressed WebSocket frame) of the
+        StreamItem for a recipient, or C{None} if it must not get one."""
+        message = self.message(viewer, sequenced, binary)
+        return None if message is None else message.payloadHybi
+
 
 class DocumentChangeNotifier(Service):
     """
@@ -157,24 +165,34 @@ class DocumentChangeNotifier(Service):
         if not topic:
             return
         delivery = Delivery(change)
-        for watcher in self._recipients(topic, change, Footprint.of(change)):
+        failed = 0
+        recipients = self._recipients(topic, change)
+        for watcher in recipients:
             try:
                 watcher.deliver(delivery)
-                self.delivered += 1
             except Exception:
+                failed += 1
                 self.log.failure("delivering {url} failed", url=change.url)
+        self.delivered += len(recipients) - failed
 
+    @staticmethod
     def _recipients(
-        self, topic: dict[Selector | None, set[IWatcher]], change: Change, footprint: Footprint
-    ) -> Iterable[IWatcher]:
-        seen: set[IWatcher] = set()
-        for selector, watchers in list(topic.items()):
-            if selector is not WHOLE_DOCUMENT and not touches(selector, change, footprint):
-                continue
-            for watcher in list(watchers):
-                if watcher not in seen:
-                    seen.add(watcher)
-                    yield watcher
+        topic: dict[Selector | None, set[IWatcher]], change: Change
+    ) -> list[IWatcher] | dict[IWatcher, None]:
+        """Every watcher with a subscription that C{change} touches, once each (a copy,
+        since delivering can end subscriptions)."""
+        footprint: Footprint | None = None
+        touched: list[set[IWatcher]] = []
+        for selector, watchers in topic.items():
+            if selector is not WHOLE_DOCUMENT:
+                if footprint is None:
+                    footprint = Footprint.of(change)
+                if not touches(selector, change, footprint):
+                    continue
+            touched.append(watchers)
+        if len(touched) == 1:
+            return list(touched[0])
+        return dict.fromkeys(w for watchers in touched for w in watchers)
 
     def missed(self, url: str, since: int, current: int) -> list[Change] | None:
         """

@@ -36,6 +36,7 @@ from rustybeam.interfaces import IViewer
 from rustybeam.changes import Change
 from rustybeam.notifier import Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
+from rustybeam.wire import Wire
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -111,10 +112,7 @@ class CommandError(Exception):
 
 def pendingBytes(transport: Any) -> int:
     """Bytes written to a Twisted transport that the kernel has not yet taken."""
-    while isinstance(transport, ProtocolWrapper):
-        transport = transport.transport
-    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-    return buffered + getattr(transport, "_tempDataLen", 0)
+    return Wire(transport).pending()
 
 
 class DocumentWebSocketProtocol(WebSocketServerProtocol):
@@ -133,6 +131,20 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     sequenced = False
     compact = False
     implicit = True
+
+    _wire: Wire
+
+    def connectionMade(self) -> None:
+        self._wire = Wire(self.transport)
+        super().connectionMade()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Every frame goes out through the connection's L{Wire} (one C{send} when
+        nothing is queued), except Autobahn's own synchronous or chopped writes."""
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            self._wire.write(data)
 
     def onConnect(self, request: Any) -> None:
         self._sent: dict[str, set[int]] = {}
@@ -276,15 +288,21 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             return
         if self.sequenced and self._alreadySent(delivery.change):
             return
-        frame = delivery.message(self.viewer, self.sequenced, self.compact)
-        if frame is None:
+        if self._perMessageCompress is not None:
+            message = delivery.message(self.viewer, self.sequenced, self.compact)
+            if message is not None:
+                self.sendPreparedMessage(message)
             return
-        if pendingBytes(self.transport) + len(frame.payloadHybi) > self.factory.options.maxBacklogBytes:
+        data = delivery.frame(self.viewer, self.sequenced, self.compact)
+        if data is None:
+            return
+        wire = self._wire
+        if wire.pending() + len(data) > self.factory.options.maxBacklogBytes:
             self.log.info("closing slow consumer {peer}", peer=self.peer)
             self.factory.notifier.forget(self)
             self.closeWith(CLOSE_POLICY, "client is reading too slowly")
             return
-        self.sendPreparedMessage(frame)
+        wire.write(data)
 
     def closeWith(self, code: int, reason: str) -> None:
         """Start the closing handshake with a protocol-level code (1001, 1008, ...),
