@@ -227,6 +227,18 @@ def run_anchors(args: argparse.Namespace) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_floor(args: argparse.Namespace, n: int) -> dict | None:
+    """bench/sendfloor.py at C{n} sockets: the cost of one bare send() per delivery."""
+    cmd = [sys.executable, os.path.join(HERE, "sendfloor.py"), "--n", str(n)]
+    log("send() floor: " + " ".join(cmd[1:]))
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=120, check=True)
+    except (subprocess.SubprocessError, OSError) as e:
+        log(f"the send() floor did not run: {e}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def quoted_anchors() -> tuple[dict[str, dict[str, str]], str]:
     """The anchors' summary rows (median [min-max] of 5 runs), by server name."""
     path = os.path.join(ANCHORS, "results", "summary_main.md")
@@ -265,7 +277,7 @@ def label(result: dict) -> str:
     return "rustybeam" + (" " + " ".join(extra) if extra else "")
 
 
-def report(results: list[dict], anchors_run: list[dict] | None) -> str:
+def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | None = None) -> str:
     out: list[str] = []
     out.append("| server | subscribers | paced CPU µs/delivery | paced marginal CPU µs/delivery "
                "| burst CPU µs/delivery | burst marginal CPU µs/delivery | paced lat p50 ms "
@@ -294,6 +306,10 @@ def report(results: list[dict], anchors_run: list[dict] | None) -> str:
             f"| {fmt(b['server_us_per_delivery'], 2)} | — | {fmt(p['latency_ms']['p50'])} "
             f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
             f"| {r.get('server_rss_mb_connected') or 0:.0f} |")
+    if floor:
+        out.append(
+            f"| send() floor (same run, bench/sendfloor.py) | {floor['n']:,} | {fmt(floor['paced_us_per_delivery'], 2)} "
+            f"| — | {fmt(floor['burst_us_per_delivery'], 2)} | — | — | — | — | — |")
     rows, path = quoted_anchors()
     for name in ANCHOR_ROWS:
         a = rows.get(name)
@@ -352,6 +368,8 @@ def main() -> None:
                     help="also run the server with --no-fsync, to separate disk latency from delivery")
     ap.add_argument("--profile", help="run the server under cProfile and write the stats here")
     ap.add_argument("--with-anchors", action="store_true", help="also run one round of the shared anchors")
+    ap.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure the send() floor (bench/sendfloor.py) at the largest level")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--timeout", type=float, default=240, help="seconds before the harness is killed")
     ap.add_argument("--keep-log", action="store_true", help="keep the server's log")
@@ -366,10 +384,11 @@ def main() -> None:
             anchors_run = run_anchors(args)
         except (subprocess.SubprocessError, OSError) as e:
             log(f"the anchors did not run: {e}")
+    floor = run_floor(args, max(int(n) for n in args.levels.split(","))) if args.floor else None
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rustybeam": results, "anchors": anchors_run}, f, indent=1)
-    print(report(results, anchors_run))
+            json.dump({"rustybeam": results, "anchors": anchors_run, "floor": floor}, f, indent=1)
+    print(report(results, anchors_run, floor))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from lxml import etree
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from rustybeam import streamitem
+from rustybeam import frames, streamitem
 from rustybeam.changes import Change
 from rustybeam.interfaces import IViewer
 from rustybeam.selectors import Selector
@@ -54,12 +54,14 @@ WHOLE_DOCUMENT: None = None
 
 
 class Delivery:
-    """One change on its way out: each distinct frame is built once and shared."""
+    """One change on its way out: each distinct payload and frame is built once and
+    shared by every recipient that gets the same bytes."""
 
     def __init__(self, change: Change) -> None:
         self.change = change
         self._contents: dict[Hashable, str | None] = {}
-        self._frames: dict[tuple[bool, bool, str | None], PreparedMessage] = {}
+        self._payloads: dict[tuple[bool, bool, str | None], bytes] = {}
+        self._frames: dict[tuple[bool, bool, str | None, int], bytes] = {}
 
     def contentFor(self, viewer: IViewer | None) -> str | None:
         """The content C{viewer} may see, or C{None} when it may see none of it."""
@@ -70,31 +72,53 @@ class Delivery:
             self._contents[key] = viewer.redact(self.change)
         return self._contents[key]
 
-    def message(
-        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False
-    ) -> PreparedMessage | None:
-        """The framed StreamItem for a recipient, or C{None} if it must not get one."""
+    def _payload(self, content: str, own: str | None, sequenced: bool, binary: bool) -> bytes:
+        key = (sequenced, binary, own)
+        payload = self._payloads.get(key)
+        if payload is None:
+            payload = streamitem.render(self.change, content, sequenced).encode("utf-8")
+            if binary:
+                payload = streamitem.compress(payload)
+            self._payloads[key] = payload
+        return payload
+
+    def frame(
+        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False,
+        deflateBits: int = 0,
+    ) -> bytes | None:
+        """
+        The bytes on the wire of the StreamItem for a recipient (one unmasked frame), or
+        C{None} if it must not get one. C{deflateBits} is the C{server_max_window_bits}
+        of a connection with permessage-deflate and no server context takeover (0: none);
+        compact (binary) frames are zlib already and are not compressed again.
+        """
         content = self.contentFor(viewer)
         if content is None:
             return None
         own = content if content is not self.change.content else None
-        key = (sequenced, binary, own)
-        frame = self._frames.get(key)
-        if frame is None:
-            payload = streamitem.render(self.change, content, sequenced).encode("utf-8")
-            if binary:
-                payload = streamitem.compress(payload)
-            frame = PreparedMessage(payload, binary, False, binary)
-            self._frames[key] = frame
-        return frame
+        if binary:
+            deflateBits = 0
+        key = (sequenced, binary, own, deflateBits)
+        data = self._frames.get(key)
+        if data is None:
+            payload = self._payload(content, own, sequenced, binary)
+            if deflateBits:
+                data = frames.deflatedFrame(payload, binary, deflateBits)
+            else:
+                data = frames.frame(payload, binary)
+            self._frames[key] = data
+        return data
 
-    def frame(
+    def message(
         self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False
-    ) -> bytes | None:
-        """The bytes on the wire (one unmasked, uncompressed WebSocket frame) of the
-        StreamItem for a recipient, or C{None} if it must not get one."""
-        message = self.message(viewer, sequenced, binary)
-        return None if message is None else message.payloadHybi
+    ) -> PreparedMessage | None:
+        """The StreamItem for a recipient as an Autobahn prepared message (for a
+        connection whose compression needs its own context), or C{None}."""
+        content = self.contentFor(viewer)
+        if content is None:
+            return None
+        own = content if content is not self.change.content else None
+        return PreparedMessage(self._payload(content, own, sequenced, binary), binary, False, binary)
 
 
 class DocumentChangeNotifier(Service):

@@ -133,6 +133,9 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     implicit = True
 
     _wire: Wire
+    _deflateBits = 0
+    """0: no permessage-deflate; else the window bits of the shared compressed frames
+    (no server context takeover); -1: this connection compresses with its own context."""
 
     def connectionMade(self) -> None:
         self._wire = Wire(self.transport)
@@ -153,6 +156,9 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         self._logUpgrade(101)
         now = self.factory.clock.seconds()
         self._bucket = _Bucket(float(self.factory.options.messageBurst), now)
+        deflate = self._perMessageCompress
+        if deflate is not None:
+            self._deflateBits = deflate.server_max_window_bits if deflate.server_no_context_takeover else -1
         self.factory.notifier.subscribe(self, self.documentUrl, None)
 
     def _logUpgrade(self, status: int) -> None:
@@ -174,6 +180,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     # Incoming
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self._releaseCompression()
         options = self.factory.options
         if not self._bucket.take(self.factory.clock.seconds(), options.messagesPerSecond,
                                  options.messageBurst):
@@ -281,6 +288,19 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             self.sendMessage(streamitem.compress(payload), isBinary=True)
         else:
             self.sendMessage(payload, isBinary=False)
+        self._releaseCompression()
+
+    def _releaseCompression(self) -> None:
+        """Free the zlib state that permessage-deflate without context takeover does
+        not need between messages (a compressor holds about 256 KB), so that an idle
+        connection costs no compression memory."""
+        deflate = self._perMessageCompress
+        if deflate is None:
+            return
+        if deflate.server_no_context_takeover:
+            deflate._compressor = None
+        if deflate.client_no_context_takeover:
+            deflate._decompressor = None
 
     def deliver(self, delivery: Delivery) -> None:
         """Send one StreamItem, unless this client has fallen too far behind."""
@@ -288,12 +308,13 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             return
         if self.sequenced and self._alreadySent(delivery.change):
             return
-        if self._perMessageCompress is not None:
+        bits = self._deflateBits
+        if bits < 0:
             message = delivery.message(self.viewer, self.sequenced, self.compact)
             if message is not None:
                 self.sendPreparedMessage(message)
             return
-        data = delivery.frame(self.viewer, self.sequenced, self.compact)
+        data = delivery.frame(self.viewer, self.sequenced, self.compact, bits)
         if data is None:
             return
         wire = self._wire
@@ -445,10 +466,38 @@ class ReactorTimer:
         return _Call(self.clock.callLater(delay, func, *args, **kwargs))
 
 
+CLIENT_WINDOW_BITS = 9
+"""The client_max_window_bits asked of clients that accept it: the window of the
+decompressor kept per connection (2 ** 9 bytes) when the client keeps its context."""
+
+
+class _DeflateAccept(PerMessageDeflateOfferAccept):
+    """An accept that states C{server_no_context_takeover} even when the client did not
+    ask for it (Autobahn only echoes it when asked)."""
+
+    def get_extension_string(self) -> str:
+        extension = super().get_extension_string()
+        if self.no_context_takeover and not self.offer.request_no_context_takeover:
+            extension += "; server_no_context_takeover"
+        return extension
+
+
 def _acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+    """
+    Accept the first permessage-deflate offer, always with C{server_no_context_takeover}
+    (RFC 7692 7.1.1.1 lets a server declare it unasked), so that one compressed frame per
+    change serves every such watcher; ask for C{client_no_context_takeover} and a small
+    client window where the offer allows, so that what the server keeps per connection
+    for decompressing is released or small.
+    """
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
+            return _DeflateAccept(
+                offer,
+                request_no_context_takeover=offer.accept_no_context_takeover,
+                request_max_window_bits=CLIENT_WINDOW_BITS if offer.accept_max_window_bits else 0,
+                no_context_takeover=True,
+            )
     return None
 
 
