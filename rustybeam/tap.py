@@ -23,7 +23,7 @@ from rustybeam.hosts import guardFor, hostsService
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService
-from rustybeam.site import DocumentSite
+from rustybeam.site import DEFAULT_HEADER_TIMEOUT, DocumentSite
 from rustybeam.websocket import WebSocketOptions
 
 _ws = WebSocketOptions()
@@ -80,6 +80,9 @@ class Options(usage.Options):
         ["max-backlog", None, _ws.maxBacklogBytes,
          "Unsent bytes per connection before a slow reader is closed with 1008.", _count],
         ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _count],
+        ["header-timeout", None, DEFAULT_HEADER_TIMEOUT,
+         "Seconds a connection may take to send a request's headers before it is closed (0: no limit).",
+         _seconds],
         ["access-log", None, None, "Access log file ('-' for stdout)."],
         ["access-log-format", None, "common", "Access log format: common, combined or json."],
     ]
@@ -198,7 +201,8 @@ def makeService(options: Options) -> IService:
     accessLog = None
     if options["access-log"] is not None:
         accessLog = AccessLog(AccessLogOptions(options["access-log"], options["access-log-format"]))
-    site = DocumentSite(root, documentOptions.http.maxBodyBytes, accessLog)
+    site = DocumentSite(root, documentOptions.http.maxBodyBytes, accessLog,
+                        headerTimeout=options["header-timeout"])
     endpointService(port, site).setServiceParent(top)
     return top
 
