@@ -144,8 +144,11 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
     with open(os.path.join(root, "doc.html"), "w") as f:
         f.write(DOCUMENT)
     port = free_port()
+    most = max(int(n) for n in args.levels.split(",")) + 100
     options = ["--root", root, "--port", f"tcp:{port}:interface=127.0.0.1",
-               "--max-connections-per-address", "1100", *extra]
+               "--max-connections-per-address", str(max(1100, most)), *extra]
+    if most > 10_000:
+        options += ["--max-connections", str(most)]
     python = [sys.executable]
     if args.profile:
         suffix = ".no-fsync" if "--no-fsync" in extra and "--no-fsync" not in args.server_arg else ""
@@ -161,7 +164,7 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
                    "--levels", args.levels, "--paced", str(args.paced), "--interval", str(args.interval),
                    "--burst-total", str(args.burst_total), "--burst-size", str(args.burst_size),
                    "--burst-deliveries", str(args.burst_deliveries), "--concurrency", str(args.concurrency),
-                   "--clk-tck", str(CLK_TCK)]
+                   "--clk-tck", str(CLK_TCK), "--deflate", "1" if args.deflate else "0"]
         log(f"server: {' '.join(['python', '-m', 'rustybeam', *options])} (pid {server.pid})")
         la0, busy0, srv0 = loadavg(), machine_busy_s(), proc_cpu_s(server.pid)
         ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -181,7 +184,7 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
             "cores": os.cpu_count(),
             # CPU used on the machine during the run by processes other than ours
             "other_cpu_cores": max(0.0, busy - srv - node) / wall,
-            "server_cpu_s": srv, "harness_cpu_s": node,
+            "server_cpu_s": srv, "harness_cpu_s": node, "deflate": args.deflate,
         }
         return result
     finally:
@@ -274,15 +277,23 @@ def rate(v: float) -> str:
 
 def label(result: dict) -> str:
     extra = result["run"]["server_command"][9:]
-    return "rustybeam" + (" " + " ".join(extra) if extra else "")
+    name = "rustybeam" + (" " + " ".join(extra) if extra else "")
+    return name + (" (deflate clients)" if result["run"].get("deflate") else "")
+
+
+def per_connection_kb(result: dict, level: dict, key: str) -> float | None:
+    start = result.get("server_rss_mb_start")
+    if not level["n"] or start is None or level.get(key) is None:
+        return None
+    return (level[key] - start) * 1024 / level["n"]
 
 
 def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | None = None) -> str:
     out: list[str] = []
     out.append("| server | subscribers | paced CPU µs/delivery | paced marginal CPU µs/delivery "
                "| burst CPU µs/delivery | burst marginal CPU µs/delivery | paced lat p50 ms "
-               "| paced lat p99 ms | burst deliveries/s | RSS MB |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+               "| paced lat p99 ms | burst deliveries/s | RSS MB | RSS KB/conn idle / after broadcasts |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         levels = {L["n"]: L for L in result["levels"]}
         base = levels.get(0)
@@ -298,18 +309,20 @@ def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | No
                 f"| {label(result)} (HTTP PUT publisher) | {n:,} | {fmt(p['server_us_per_delivery'])} | {fmt(mp)} "
                 f"| {fmt(b['server_us_per_delivery'])} | {fmt(mb)} | {fmt(p['latency_ms']['p50'])} "
                 f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
-                f"| {L['server_rss_mb_connected']:.0f} |")
+                f"| {L['server_rss_mb_connected']:.0f} "
+                f"| {fmt(per_connection_kb(result, L, 'server_rss_mb_connected'))} / "
+                f"{fmt(per_connection_kb(result, L, 'server_rss_mb_end'))} |")
     for r in anchors_run or ():
         p, b = r["paced_phase"], r["burst_phase"]
         out.append(
             f"| {r['server']} (same run, WS publisher) | {r['n']:,} | {fmt(p['server_us_per_delivery'], 2)} | — "
             f"| {fmt(b['server_us_per_delivery'], 2)} | — | {fmt(p['latency_ms']['p50'])} "
             f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
-            f"| {r.get('server_rss_mb_connected') or 0:.0f} |")
+            f"| {r.get('server_rss_mb_connected') or 0:.0f} | — |")
     if floor:
         out.append(
             f"| send() floor (same run, bench/sendfloor.py) | {floor['n']:,} | {fmt(floor['paced_us_per_delivery'], 2)} "
-            f"| — | {fmt(floor['burst_us_per_delivery'], 2)} | — | — | — | — | — |")
+            f"| — | {fmt(floor['burst_us_per_delivery'], 2)} | — | — | — | — | — | — |")
     rows, path = quoted_anchors()
     for name in ANCHOR_ROWS:
         a = rows.get(name)
@@ -319,7 +332,7 @@ def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | No
             f"| {name} (anchors summary, WS publisher) | 1,000 | {median_of(a.get('paced CPU µs/delivery', ''))} | — "
             f"| {median_of(a.get('burst CPU µs/delivery', ''))} | — | {median_of(a.get('paced lat p50 ms', ''))} "
             f"| {median_of(a.get('paced lat p99 ms', ''))} | {median_of(a.get('burst deliveries/s', ''))} "
-            f"| {median_of(a.get('RSS MB (1000 conns)', ''))} |")
+            f"| {median_of(a.get('RSS MB (1000 conns)', ''))} | — |")
     out.append("")
     out.append("rustybeam's publisher (HTTP PUT) cost and timing:")
     out.append("")
@@ -370,6 +383,8 @@ def main() -> None:
     ap.add_argument("--with-anchors", action="store_true", help="also run one round of the shared anchors")
     ap.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                     help="also measure the send() floor (bench/sendfloor.py) at the largest level")
+    ap.add_argument("--deflate", action="store_true",
+                    help="subscribers offer permessage-deflate, as browsers do")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--timeout", type=float, default=240, help="seconds before the harness is killed")
     ap.add_argument("--keep-log", action="store_true", help="keep the server's log")

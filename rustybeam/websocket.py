@@ -14,18 +14,19 @@ happen before any upgrade (origin, limits, authorization).
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import TrafficStats
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -36,6 +37,7 @@ from rustybeam.interfaces import IViewer
 from rustybeam.changes import Change
 from rustybeam.notifier import Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
+from rustybeam.timers import TimerWheel
 from rustybeam.wire import Wire
 
 CLOSE_GOING_AWAY = 1001
@@ -115,6 +117,18 @@ def pendingBytes(transport: Any) -> int:
     return Wire(transport).pending()
 
 
+_HANDSHAKE_LEFTOVERS = (
+    "http_headers", "http_request_data", "http_response_data", "http_status_line",
+    "http_request_params", "websocket_extensions", "websocket_protocols", "_wskey",
+)
+"""What Autobahn keeps of the opening handshake and never reads once the connection is
+open (the class holds empty defaults)."""
+_UNREAD_STATS = TrafficStats()
+"""One Autobahn traffic counter shared by every connection: Autobahn adds to it on
+every frame, rustybeam never reads it, and one per connection costs about 1 KB."""
+_MISSING = object()
+
+
 class DocumentWebSocketProtocol(WebSocketServerProtocol):
     """
     One client watching documents.
@@ -133,6 +147,29 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     implicit = True
 
     _wire: Wire
+    openHandshakeTimeoutCall = None
+    http_headers: dict[str, str] = {}
+    http_request_data = http_response_data = http_status_line = None
+    http_request_params: dict[str, list[str]] = {}
+    websocket_extensions: list[Any] = []
+    websocket_protocols: list[str] = []
+    # What an open connection's attributes usually are, so that _compact can leave
+    # them to the class (an attribute is dropped only when it is this very object).
+    _perMessageCompress = None
+    autoPingPending = autoPingPendingSent = autoPingTimeoutCall = None
+    closeHandshakeTimeoutCall = current_frame = httpRequest = trackedTimings = None
+    localCloseCode = localCloseReason = remoteCloseCode = remoteCloseReason = None
+    wasNotCleanReason = websocket_protocol_in_use = None
+    closedByMe = droppedByMe = failedByMe = inside_message = triggered = wasClean = False
+    wasCloseHandshakeTimeout = wasOpenHandshakeTimeout = wasServerConnectionDropTimeout = False
+    wasMaxFramePayloadSizeExceeded = wasMaxMessagePayloadSizeExceeded = False
+    wasServingFlashSocketPolicyFile = False
+    autoPingPendingSeq = send_state = 0
+    websocket_origin = ""
+    websocket_version = 13
+    data = b""
+    send_queue: deque[Any] | tuple[()] = ()
+    trafficStats = _UNREAD_STATS
     _deflateBits = 0
     """0: no permessage-deflate; else the window bits of the shared compressed frames
     (no server context takeover); -1: this connection compresses with its own context."""
@@ -145,6 +182,8 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         """Every frame goes out through the connection's L{Wire} (one C{send} when
         nothing is queued), except Autobahn's own synchronous or chopped writes."""
         if sync or chopsize or self.send_queue:
+            if not isinstance(self.send_queue, deque):
+                self.send_queue = deque()
             super().sendData(data, sync, chopsize)
         else:
             self._wire.write(data)
@@ -160,6 +199,28 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         if deflate is not None:
             self._deflateBits = deflate.server_max_window_bits if deflate.server_no_context_takeover else -1
         self.factory.notifier.subscribe(self, self.documentUrl, None)
+        self._compact()
+
+    def _compact(self) -> None:
+        """
+        Shrink what an open connection keeps: Autobahn copies about forty factory
+        options into every protocol and keeps the handshake's request, headers and
+        response; the options live on the factory's protocol class instead (see
+        L{DocumentWebSocketFactory.buildProtocol}), the handshake leftovers go, and the
+        attributes left are put in a new, right-sized dict.
+        """
+        cls = type(self)
+        state = self.__dict__
+        for name in _HANDSHAKE_LEFTOVERS:
+            state.pop(name, None)
+        if self.openHandshakeTimeoutCall is not None:
+            self.openHandshakeTimeoutCall.cancel()
+        state.pop("openHandshakeTimeoutCall", None)
+        state["trafficStats"] = _UNREAD_STATS
+        if not state.get("send_queue", ()):
+            state["send_queue"] = ()
+        self.__dict__ = {name: value for name, value in state.items()
+                         if getattr(cls, name, _MISSING) is not value}
 
     def _logUpgrade(self, status: int) -> None:
         """Write the opening handshake to the site's access log, once."""
@@ -377,7 +438,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         self.open: set[DocumentWebSocketProtocol] = set()
         self.perAddress: Counter[str] = Counter()
         self._emptyWaiters: list[Deferred[None]] = []
-        self._batched_timer = ReactorTimer(clock)
+        self._batched_timer = TimerWheel(clock)
         self.setProtocolOptions(
             versions=[13],
             failByDrop=False,
@@ -389,6 +450,29 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
             closeHandshakeTimeout=options.closeHandshakeTimeout,
             perMessageCompressionAccept=_acceptDeflate if options.compression else lambda offers: None,
         )
+
+    _configuredProtocols: dict[type, type] | None = None
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        super().setProtocolOptions(**options)
+        self._configuredProtocols = {}
+
+    def buildProtocol(self, addr: Any) -> DocumentWebSocketProtocol:
+        """A protocol of a subclass of C{self.protocol} that holds this factory's
+        protocol options as class attributes, so that connections need not keep a
+        copy each (L{DocumentWebSocketProtocol._compact} drops theirs)."""
+        configured = self._configuredProtocols
+        if configured is None:
+            configured = self._configuredProtocols = {}
+        cls = configured.get(self.protocol)
+        if cls is None:
+            options = {name: staticmethod(value) if callable(value) else value
+                       for name in self.protocol.CONFIG_ATTRS
+                       for value in [getattr(self, name)]}
+            cls = configured[self.protocol] = type(self.protocol.__name__, (self.protocol,), options)
+        protocol = cls()
+        protocol.factory = self
+        return protocol
 
     def originAllowed(self, origin: str | None) -> bool:
         if origin is None:
@@ -440,30 +524,6 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
             return result
 
         return d.addBoth(cancel)
-
-
-@dataclass(frozen=True)
-class _Call:
-    call: IDelayedCall
-
-    def cancel(self) -> None:
-        if self.call.active():
-            self.call.cancel()
-
-
-@dataclass(frozen=True)
-class ReactorTimer:
-    """
-    Autobahn's protocol timers (opening and closing handshake, ping and pong) on the
-    given clock. It replaces txaio's batched timer, which rounds every deadline down
-    to a whole second, so that a 2 s pong timeout could fire after 1 s; with it the
-    timeouts are exact and follow a C{task.Clock} in tests.
-    """
-
-    clock: IReactorTime
-
-    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _Call:
-        return _Call(self.clock.callLater(delay, func, *args, **kwargs))
 
 
 CLIENT_WINDOW_BITS = 9

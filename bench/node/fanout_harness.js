@@ -43,6 +43,7 @@ const IDLE_MS = +(A['idle-ms'] || 1000);
 const CLK_TCK = +(A['clk-tck'] || 100);
 const PAD = +(A.pad || 40);
 const PATH = A.path || '/doc.html';
+const DEFLATE = A.deflate === '1';   // subscribers offer permessage-deflate (as browsers do)
 const HOST = '127.0.0.1';
 const PER_LEVEL = WARMUP + PACED_MAX + BURST_MAX;
 let PACED = PACED_MAX, INTERVAL = INTERVAL_MIN, BURST_TOTAL = BURST_MAX; // per level
@@ -184,7 +185,7 @@ async function measured(idx, fn, puts) {
 
 function open(onMessage) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${HOST}:${PORT}${PATH}`, { perMessageDeflate: false, skipUTF8Validation: true });
+    const ws = new WebSocket(`ws://${HOST}:${PORT}${PATH}`, { perMessageDeflate: DEFLATE, skipUTF8Validation: true });
     ws.on('open', () => resolve(ws));
     ws.on('error', reject);
     ws.on('message', onMessage);
