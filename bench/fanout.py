@@ -101,6 +101,12 @@ def ensure_node_modules() -> None:
                  "from the npm registry. Run it by hand to see why.")
 
 
+def sinks_for(levels: str) -> int:
+    """Extra subscriber processes: one per 2,500 subscribers beyond the first 2,500."""
+    most = max(int(n) for n in levels.split(","))
+    return max(0, -(-most // 2500) - 1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -164,7 +170,8 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
                    "--levels", args.levels, "--paced", str(args.paced), "--interval", str(args.interval),
                    "--burst-total", str(args.burst_total), "--burst-size", str(args.burst_size),
                    "--burst-deliveries", str(args.burst_deliveries), "--concurrency", str(args.concurrency),
-                   "--clk-tck", str(CLK_TCK), "--deflate", "1" if args.deflate else "0"]
+                   "--clk-tck", str(CLK_TCK), "--deflate", "1" if args.deflate else "0",
+                   "--sinks", str(args.sinks if args.sinks is not None else sinks_for(args.levels))]
         log(f"server: {' '.join(['python', '-m', 'rustybeam', *options])} (pid {server.pid})")
         la0, busy0, srv0 = loadavg(), machine_busy_s(), proc_cpu_s(server.pid)
         ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -383,6 +390,8 @@ def main() -> None:
     ap.add_argument("--with-anchors", action="store_true", help="also run one round of the shared anchors")
     ap.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                     help="also measure the send() floor (bench/sendfloor.py) at the largest level")
+    ap.add_argument("--sinks", type=int, default=None,
+                    help="extra Node processes holding subscribers (default: one per 2,500 beyond 2,500)")
     ap.add_argument("--deflate", action="store_true",
                     help="subscribers offer permessage-deflate, as browsers do")
     ap.add_argument("--json", help="write the raw results here")

@@ -378,13 +378,10 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         data = delivery.frame(self.viewer, self.sequenced, self.compact, bits)
         if data is None:
             return
-        wire = self._wire
-        if wire.pending() + len(data) > self.factory.options.maxBacklogBytes:
+        if not self._wire.write(data, self.factory.options.maxBacklogBytes):
             self.log.info("closing slow consumer {peer}", peer=self.peer)
             self.factory.notifier.forget(self)
             self.closeWith(CLOSE_POLICY, "client is reading too slowly")
-            return
-        wire.write(data)
 
     def closeWith(self, code: int, reason: str) -> None:
         """Start the closing handshake with a protocol-level code (1001, 1008, ...),
@@ -460,7 +457,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
     def buildProtocol(self, addr: Any) -> DocumentWebSocketProtocol:
         """A protocol of a subclass of C{self.protocol} that holds this factory's
         protocol options as class attributes, so that connections need not keep a
-        copy each (L{DocumentWebSocketProtocol._compact} drops theirs)."""
+        copy each."""
         configured = self._configuredProtocols
         if configured is None:
             configured = self._configuredProtocols = {}
@@ -469,6 +466,9 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
             options = {name: staticmethod(value) if callable(value) else value
                        for name in self.protocol.CONFIG_ATTRS
                        for value in [getattr(self, name)]}
+            # Nothing left for Autobahn to copy per connection (it would also pformat
+            # the list of options for a debug message on every connection: ~2 ms).
+            options["CONFIG_ATTRS"] = ()
             cls = configured[self.protocol] = type(self.protocol.__name__, (self.protocol,), options)
         protocol = cls()
         protocol.factory = self

@@ -64,13 +64,21 @@ class Wire:
             return buffered + getattr(t, "_tempDataLen", 0)
         return len(t.dataBuffer) - t.offset + t._tempDataLen
 
-    def write(self, data: bytes) -> None:
-        """Write C{data}: to the socket now if nothing is queued before it."""
+    def write(self, data: bytes, limit: int | None = None) -> bool:
+        """
+        Write C{data}: to the socket now if nothing is queued before it. With a
+        C{limit}, refuse (and return C{False}) when the bytes not yet taken by the
+        kernel would pass it.
+        """
         t = self._tcp
         if (t is None or t._tempDataLen or len(t.dataBuffer) != t.offset
                 or not t.connected or t.disconnecting or t._writeDisconnected):
+            if limit is not None and self.pending() + len(data) > limit:
+                return False
             self._transport.write(data)
-            return
+            return True
+        if limit is not None and len(data) > limit:
+            return False
         try:
             sent = t.socket.send(data)
         except BlockingIOError:
@@ -78,7 +86,8 @@ class Wire:
         except OSError:
             # The reactor's own write path reports the error (connectionLost).
             t.write(data)
-            return
+            return True
         self.inline += 1
         if sent < len(data):
             t.write(data[sent:])
+        return True

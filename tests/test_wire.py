@@ -105,3 +105,15 @@ def test_tls_and_wrapped_transports_keep_their_own_write(pair: tuple) -> None:
     assert wire.pending() == 7
     connection.doWrite()
     assert receive(peer, 7) == b"through"
+
+
+def test_a_write_past_the_limit_is_refused_and_nothing_is_sent(pair: tuple) -> None:
+    reactor, connection, peer = pair
+    wire = Wire(connection)
+    connection.write(b"x" * 100)
+    assert wire.write(b"y" * 50, limit=120) is False
+    assert wire.pending() == 100
+    assert wire.write(b"y" * 20, limit=120) is True
+    assert wire.write(b"z" * 200, limit=120) is False
+    connection.doWrite()
+    assert receive(peer, 120) == b"x" * 100 + b"y" * 20
