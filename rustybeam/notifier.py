@@ -4,8 +4,8 @@ The DocumentChangeNotifier: from change records to StreamItems on the wire.
 Subscriptions are indexed by document URL and then by selector, so a change costs
 work only for the watchers of its own document; each distinct selector is evaluated
 once per change, not once per watcher; and each StreamItem is rendered and framed
-once (an Autobahn prepared message) per distinct form, then written to every
-recipient. A bounded per-document history lets a reconnecting client resume.
+once per distinct form (compressed once per window size for permessage-deflate
+watchers, see L{rustybeam.frames}), then written to every recipient. A bounded per-document history lets a reconnecting client resume.
 """
 
 from __future__ import annotations
