@@ -20,11 +20,11 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import TrafficStats
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
+from autobahn.websocket.protocol import TrafficStats
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
@@ -110,11 +110,6 @@ class CommandError(Exception):
 
     code: str
     message: str
-
-
-def pendingBytes(transport: Any) -> int:
-    """Bytes written to a Twisted transport that the kernel has not yet taken."""
-    return Wire(transport).pending()
 
 
 _HANDSHAKE_LEFTOVERS = (
@@ -203,11 +198,12 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
 
     def _compact(self) -> None:
         """
-        Shrink what an open connection keeps: Autobahn copies about forty factory
-        options into every protocol and keeps the handshake's request, headers and
-        response; the options live on the factory's protocol class instead (see
-        L{DocumentWebSocketFactory.buildProtocol}), the handshake leftovers go, and the
-        attributes left are put in a new, right-sized dict.
+        Shrink what an open connection keeps: Autobahn keeps the handshake's request,
+        headers and response and sets some forty state attributes, most of them to the
+        same value on every open connection. The handshake leftovers go, attributes
+        equal to (the same object as) the class's default are left to the class, and the
+        rest are put in a new, right-sized dict. (The factory options are class
+        attributes already: see L{DocumentWebSocketFactory.buildProtocol}.)
         """
         cls = type(self)
         state = self.__dict__
