@@ -5,11 +5,13 @@ change, one frame shared by every recipient, history for resume, shutdown.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
+from unittest.mock import patch
 
 import pytest
 
-from rustybeam import markup, selectors
+from rustybeam import frames, markup, selectors
 from rustybeam.changes import Change
 from rustybeam.notifier import Delivery, DocumentChangeNotifier, NotifierOptions, touches
 
@@ -24,10 +26,11 @@ class FakeWatcher:
     received: list[Delivery] = field(default_factory=list)
     frames: list[object] = field(default_factory=list)
     gone: bool = False
+    deflateBits: int = 0
 
     def deliver(self, delivery: Delivery) -> None:
         self.received.append(delivery)
-        self.frames.append(delivery.message(self.viewer))
+        self.frames.append(delivery.frame(self.viewer, deflateBits=self.deflateBits))
 
     def goAway(self) -> None:
         self.gone = True
@@ -94,6 +97,31 @@ def test_every_recipient_gets_the_same_prepared_frame() -> None:
         notifier.subscribe(w, "/d.html", None)
     notifier.changed(change())
     assert len({id(w.frames[0]) for w in watchers}) == 1
+
+
+def unframe(frame: bytes) -> bytes:
+    """The payload of one unmasked server frame under 64 KiB."""
+    return frame[2:] if frame[1] < 126 else frame[4:]
+
+
+def test_deflate_recipients_share_one_compressed_frame_per_window_size() -> None:
+    notifier = DocumentChangeNotifier()
+    plain = [FakeWatcher() for _ in range(3)]
+    wide = [FakeWatcher(deflateBits=15) for _ in range(3)]
+    narrow = [FakeWatcher(deflateBits=10) for _ in range(3)]
+    for w in plain + wide + narrow:
+        notifier.subscribe(w, "/d.html", None)
+    with patch.object(frames, "deflate", side_effect=frames.deflate) as deflate:
+        notifier.changed(change())
+    assert deflate.call_count == 2
+    assert len({id(w.frames[0]) for w in wide}) == 1
+    assert len({id(w.frames[0]) for w in narrow}) == 1
+    text = unframe(plain[0].frames[0])
+    for w in (wide[0], narrow[0]):
+        frame = w.frames[0]
+        assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(unframe(frame) + b"\x00\x00\xff\xff") == text
 
 
 def test_a_watcher_gets_a_change_once_however_many_subscriptions_match() -> None:

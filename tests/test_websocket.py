@@ -340,6 +340,43 @@ def test_permessage_deflate_is_negotiated_when_offered(docs: Docs, watch) -> Non
     assert w.item().content.count("z") == 5000
 
 
+def readRawFrame(sock) -> bytes:
+    """One whole server frame, header included, as it came off the wire."""
+    data = b""
+    while True:
+        if len(data) >= 2:
+            n, head = data[1] & 0x7F, 2
+            if n == 126 and len(data) >= 4:
+                n, head = int.from_bytes(data[2:4], "big"), 4
+            if n != 126 and len(data) >= head + n:
+                assert len(data) == head + n, "one frame expected"
+                return data
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        data += chunk
+
+
+def test_deflate_watchers_get_one_shared_compressed_frame(docs: Docs) -> None:
+    offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    opened = [rawHandshake(docs.server, docs.url("doc.html"), offer) for _ in range(2)]
+    try:
+        for _, head in opened:
+            extensions = [line for line in head.decode().lower().split("\r\n")
+                          if line.startswith("sec-websocket-extensions:")]
+            assert extensions and "server_no_context_takeover" in extensions[0]
+            assert "client_max_window_bits=9" in extensions[0]
+        docs.server.select("PUT", docs.url("doc.html"), "#content", '<div id="content">' + "z" * 500 + "</div>")
+        frames = [readRawFrame(sock) for sock, _ in opened]
+        assert frames[0] == frames[1]
+        assert frames[0][0] == 0xC1  # FIN, RSV1 (compressed), text
+        head = 4 if frames[0][1] & 0x7F == 126 else 2
+        text = zlib.decompressobj(-15).decompress(frames[0][head:] + b"\x00\x00\xff\xff").decode()
+        assert parseItem(text).content.count("z") == 500
+    finally:
+        for sock, _ in opened:
+            sock.close()
+
+
 def test_plain_http_on_the_same_url_is_still_a_document(docs: Docs) -> None:
     r = docs.server.request("GET", docs.url("doc.html"))
     assert r.status == 200 and b"Original content" in r.body

@@ -252,3 +252,45 @@ def test_subscriptions_over_the_limit_are_refused(tmp_path_factory) -> None:
         w.send({"action": "unsubscribe", "selector": "#l"})
         assert w.json()["type"] == "unsubscribed"
         assert w.subscribe(selector="body")["type"] == "subscribed"
+
+
+@pytest.fixture(scope="module")
+def headerDeadline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serverWith(tmp_path_factory, "--header-timeout", "1")
+
+
+def test_slowloris_connection_is_closed_at_the_header_deadline(headerDeadline: Server) -> None:
+    head = b"GET /d.html HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 500 + b"\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", headerDeadline.port), timeout=5)
+    sock.settimeout(0.1)
+    closed = False
+    try:
+        for byte in head[:60]:  # one byte per 100 ms: 6 s, each byte resetting any idle timer
+            try:
+                sock.sendall(bytes([byte]))
+                closed = sock.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+            if closed:
+                break
+    finally:
+        sock.close()
+    assert closed
+
+
+def test_prompt_requests_are_not_affected_by_the_header_deadline(headerDeadline: Server) -> None:
+    sock = socket.create_connection(("127.0.0.1", headerDeadline.port), timeout=5)
+    try:
+        for _ in range(2):  # a keep-alive connection idle longer than the deadline between requests
+            sock.sendall(b"GET /d.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            response = b""
+            while b"</html>" not in response:
+                chunk = sock.recv(65536)
+                assert chunk, "closed"
+                response += chunk
+            assert response.startswith(b"HTTP/1.1 200")
+            time.sleep(1.5)
+    finally:
+        sock.close()

@@ -1,6 +1,6 @@
 """
 The WebSocket side's own machinery without sockets, on a C{task.Clock}: the rate
-limiter's token bucket and the protocol timers that replace txaio's batched timer.
+limiter's token bucket and the timer wheel that replaces txaio's batched timer.
 """
 
 from __future__ import annotations
@@ -33,13 +33,18 @@ from rustybeam.notifier import Delivery, DocumentChangeNotifier
 from rustybeam.websocket import (
     DocumentWebSocketFactory,
     DocumentWebSocketProtocol,
-    ReactorTimer,
     WebSocketOptions,
     WebSocketUpgrade,
     isUpgrade,
     _Bucket,
-    pendingBytes,
 )
+from rustybeam.timers import TimerWheel
+from rustybeam.wire import Wire
+
+
+def pendingBytes(transport: object) -> int:
+    """What the connection's wire counts as not yet taken by the kernel."""
+    return Wire(transport).pending()
 
 
 class _Reactor(Clock):
@@ -159,7 +164,7 @@ def test_bucket_forgives_strikes_once_it_has_filled_up_again() -> None:
 def test_protocol_timers_fire_exactly_on_time() -> None:
     clock = Clock()
     fired: list[float] = []
-    ReactorTimer(clock).call_later(0.5, lambda: fired.append(clock.seconds()))
+    TimerWheel(clock).call_later(0.5, lambda: fired.append(clock.seconds()))
     clock.advance(0.49)
     assert fired == []
     clock.advance(0.01)
@@ -168,12 +173,52 @@ def test_protocol_timers_fire_exactly_on_time() -> None:
 
 def test_cancelling_a_timer_that_already_fired_is_harmless() -> None:
     clock = Clock()
-    call = ReactorTimer(clock).call_later(1, lambda: None)
+    call = TimerWheel(clock).call_later(1, lambda: None)
     clock.advance(1)
     call.cancel()
-    cancelled = ReactorTimer(clock).call_later(1, lambda: (_ for _ in ()).throw(AssertionError))
+    cancelled = TimerWheel(clock).call_later(1, lambda: (_ for _ in ()).throw(AssertionError))
     cancelled.cancel()
     clock.advance(2)
+
+
+def test_timers_are_never_early_and_at_most_one_tick_late() -> None:
+    clock = Clock()
+    clock.advance(0.123)
+    wheel = TimerWheel(clock, resolution=0.05)
+    fired: list[float] = []
+    wheel.call_later(2, lambda: fired.append(clock.seconds()))
+    clock.advance(1.99)
+    clock.advance(0.0069)
+    assert fired == []
+    clock.advance(0.05)
+    assert len(fired) == 1 and 2.123 <= fired[0] <= 2.173 + 1e-9
+
+
+def test_many_timers_share_one_reactor_call() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock)
+    fired: list[int] = []
+    timers = [wheel.call_later(10 + i * 0.001, fired.append, i) for i in range(1000)]
+    assert len(clock.getDelayedCalls()) == 1
+    for timer in timers[::2]:
+        timer.cancel()
+    assert len(wheel) == 500
+    clock.advance(11)
+    assert sorted(fired) == list(range(1, 1000, 2))
+    assert clock.getDelayedCalls() == [] and len(wheel) == 0
+
+
+def test_an_earlier_timer_rearms_the_wheel() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock)
+    fired: list[str] = []
+    wheel.call_later(30, fired.append, "ping")
+    wheel.call_later(1, fired.append, "pong timeout")
+    clock.advance(1)
+    assert fired == ["pong timeout"]
+    clock.advance(29)
+    assert fired == ["pong timeout", "ping"]
+    assert clock.getDelayedCalls() == []
 
 
 def test_default_limits_are_safe() -> None:
