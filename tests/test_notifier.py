@@ -302,9 +302,10 @@ def test_a_sequenced_delivery_carries_the_sequence() -> None:
 
 def test_each_form_of_a_delivery_is_framed_once() -> None:
     d = Delivery(change())
-    assert d.message() is d.message()
-    assert d.message(sequenced=True) is d.message(sequenced=True)
-    assert len({id(d.message(sequenced=s, binary=b)) for s in (False, True)
+    assert d.frame() is d.frame()
+    assert d.frame(sequenced=True) is d.frame(sequenced=True)
+    assert d.frame(deflateBits=9) is d.frame(deflateBits=9)
+    assert len({id(d.frame(sequenced=s, binary=b)) for s in (False, True)
                 for b in (False, True)}) == 4
 
 
@@ -314,15 +315,15 @@ def test_each_viewer_gets_what_it_may_see_judged_once_per_key() -> None:
     everything, same, partial, other, nothing = (
         FakeViewer("a"), FakeViewer("a"), FakeViewer("p", "<li>part</li>"),
         FakeViewer("q", "<li>part</li>"), FakeViewer("n", None))
-    full = d.message(everything)
-    assert full is d.message(same) is d.message(None)
+    full = d.frame(everything)
+    assert full is d.frame(same) is d.frame(None)
     assert (len(everything.redacted), len(same.redacted)) == (1, 0)
     assert everything.redacted == [c]
-    cut = d.message(partial)
+    cut = d.frame(partial)
     assert cut is not None and cut is not full
-    assert b"<li>part</li>" in cut.payload and b"A2" not in cut.payload
-    assert d.message(other) is cut
-    assert d.message(nothing) is None
+    assert b"<li>part</li>" in cut and b"A2" not in cut
+    assert d.frame(other) is cut
+    assert d.frame(nothing) is None
     assert d.contentFor(partial) == "<li>part</li>"
 
 
