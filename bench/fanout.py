@@ -84,15 +84,27 @@ def log(msg: str) -> None:
 
 
 def ensure_node_modules() -> None:
+    """Install the harness's one dependency (C{ws}) from the npm registry, pinned by
+    bench/node/package-lock.json, on first run; nothing third-party is kept in the repo."""
     if os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
         return
-    npm = shutil.which("npm")
-    if npm is None:
-        sys.exit("npm not found: install Node.js 18+ (the harness needs the 'ws' package)")
-    cmd = [npm, "ci" if os.path.exists(os.path.join(NODE_DIR, "package-lock.json")) else "install",
-           "--no-audit", "--no-fund"]
-    log(f"installing the harness's dependencies: {' '.join(cmd)} (in bench/node)")
-    subprocess.run(cmd, cwd=NODE_DIR, check=True, stdout=subprocess.DEVNULL)
+    how = "cd bench/node && npm ci"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        sys.exit("the fan-out harness needs Node.js 18+ and npm, which were not found.\n"
+                 f"Install them (e.g. `apt-get install nodejs npm`), then run `{how}` "
+                 "(or just rerun this benchmark, which runs it for you).")
+    cmd = ["npm", "ci", "--no-audit", "--no-fund"]
+    log(f"installing the harness's dependency 'ws' from package-lock.json: {' '.join(cmd)} (in bench/node)")
+    done = subprocess.run(cmd, cwd=NODE_DIR, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        sys.exit(f"`{how}` failed (exit {done.returncode}); the harness needs the 'ws' package "
+                 "from the npm registry. Run it by hand to see why.")
+
+
+def sinks_for(levels: str) -> int:
+    """Extra subscriber processes: one per 2,500 subscribers beyond the first 2,500."""
+    most = max(int(n) for n in levels.split(","))
+    return max(0, -(-most // 2500) - 1)
 
 
 def free_port() -> int:
@@ -138,8 +150,11 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
     with open(os.path.join(root, "doc.html"), "w") as f:
         f.write(DOCUMENT)
     port = free_port()
+    most = max(int(n) for n in args.levels.split(",")) + 100
     options = ["--root", root, "--port", f"tcp:{port}:interface=127.0.0.1",
-               "--max-connections-per-address", "1100", *extra]
+               "--max-connections-per-address", str(max(1100, most)), *extra]
+    if most > 10_000:
+        options += ["--max-connections", str(most)]
     python = [sys.executable]
     if args.profile:
         suffix = ".no-fsync" if "--no-fsync" in extra and "--no-fsync" not in args.server_arg else ""
@@ -155,7 +170,8 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
                    "--levels", args.levels, "--paced", str(args.paced), "--interval", str(args.interval),
                    "--burst-total", str(args.burst_total), "--burst-size", str(args.burst_size),
                    "--burst-deliveries", str(args.burst_deliveries), "--concurrency", str(args.concurrency),
-                   "--clk-tck", str(CLK_TCK)]
+                   "--clk-tck", str(CLK_TCK), "--deflate", "1" if args.deflate else "0",
+                   "--sinks", str(args.sinks if args.sinks is not None else sinks_for(args.levels))]
         log(f"server: {' '.join(['python', '-m', 'rustybeam', *options])} (pid {server.pid})")
         la0, busy0, srv0 = loadavg(), machine_busy_s(), proc_cpu_s(server.pid)
         ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -175,7 +191,7 @@ def run_rustybeam(args: argparse.Namespace, extra: list[str]) -> dict:
             "cores": os.cpu_count(),
             # CPU used on the machine during the run by processes other than ours
             "other_cpu_cores": max(0.0, busy - srv - node) / wall,
-            "server_cpu_s": srv, "harness_cpu_s": node,
+            "server_cpu_s": srv, "harness_cpu_s": node, "deflate": args.deflate,
         }
         return result
     finally:
@@ -221,6 +237,18 @@ def run_anchors(args: argparse.Namespace) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_floor(args: argparse.Namespace, n: int) -> dict | None:
+    """bench/sendfloor.py at C{n} sockets: the cost of one bare send() per delivery."""
+    cmd = [sys.executable, os.path.join(HERE, "sendfloor.py"), "--n", str(n)]
+    log("send() floor: " + " ".join(cmd[1:]))
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=120, check=True)
+    except (subprocess.SubprocessError, OSError) as e:
+        log(f"the send() floor did not run: {e}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def quoted_anchors() -> tuple[dict[str, dict[str, str]], str]:
     """The anchors' summary rows (median [min-max] of 5 runs), by server name."""
     path = os.path.join(ANCHORS, "results", "summary_main.md")
@@ -256,15 +284,23 @@ def rate(v: float) -> str:
 
 def label(result: dict) -> str:
     extra = result["run"]["server_command"][9:]
-    return "rustybeam" + (" " + " ".join(extra) if extra else "")
+    name = "rustybeam" + (" " + " ".join(extra) if extra else "")
+    return name + (" (deflate clients)" if result["run"].get("deflate") else "")
 
 
-def report(results: list[dict], anchors_run: list[dict] | None) -> str:
+def per_connection_kb(result: dict, level: dict, key: str) -> float | None:
+    start = result.get("server_rss_mb_start")
+    if not level["n"] or start is None or level.get(key) is None:
+        return None
+    return (level[key] - start) * 1024 / level["n"]
+
+
+def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | None = None) -> str:
     out: list[str] = []
     out.append("| server | subscribers | paced CPU µs/delivery | paced marginal CPU µs/delivery "
                "| burst CPU µs/delivery | burst marginal CPU µs/delivery | paced lat p50 ms "
-               "| paced lat p99 ms | burst deliveries/s | RSS MB |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+               "| paced lat p99 ms | burst deliveries/s | RSS MB | RSS KB/conn idle / after broadcasts |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         levels = {L["n"]: L for L in result["levels"]}
         base = levels.get(0)
@@ -280,14 +316,20 @@ def report(results: list[dict], anchors_run: list[dict] | None) -> str:
                 f"| {label(result)} (HTTP PUT publisher) | {n:,} | {fmt(p['server_us_per_delivery'])} | {fmt(mp)} "
                 f"| {fmt(b['server_us_per_delivery'])} | {fmt(mb)} | {fmt(p['latency_ms']['p50'])} "
                 f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
-                f"| {L['server_rss_mb_connected']:.0f} |")
+                f"| {L['server_rss_mb_connected']:.0f} "
+                f"| {fmt(per_connection_kb(result, L, 'server_rss_mb_connected'))} / "
+                f"{fmt(per_connection_kb(result, L, 'server_rss_mb_end'))} |")
     for r in anchors_run or ():
         p, b = r["paced_phase"], r["burst_phase"]
         out.append(
             f"| {r['server']} (same run, WS publisher) | {r['n']:,} | {fmt(p['server_us_per_delivery'], 2)} | — "
             f"| {fmt(b['server_us_per_delivery'], 2)} | — | {fmt(p['latency_ms']['p50'])} "
             f"| {fmt(p['latency_ms']['p99'])} | {rate(b['deliveries_per_s'])} "
-            f"| {r.get('server_rss_mb_connected') or 0:.0f} |")
+            f"| {r.get('server_rss_mb_connected') or 0:.0f} | — |")
+    if floor:
+        out.append(
+            f"| send() floor (same run, bench/sendfloor.py) | {floor['n']:,} | {fmt(floor['paced_us_per_delivery'], 2)} "
+            f"| — | {fmt(floor['burst_us_per_delivery'], 2)} | — | — | — | — | — | — |")
     rows, path = quoted_anchors()
     for name in ANCHOR_ROWS:
         a = rows.get(name)
@@ -297,7 +339,7 @@ def report(results: list[dict], anchors_run: list[dict] | None) -> str:
             f"| {name} (anchors summary, WS publisher) | 1,000 | {median_of(a.get('paced CPU µs/delivery', ''))} | — "
             f"| {median_of(a.get('burst CPU µs/delivery', ''))} | — | {median_of(a.get('paced lat p50 ms', ''))} "
             f"| {median_of(a.get('paced lat p99 ms', ''))} | {median_of(a.get('burst deliveries/s', ''))} "
-            f"| {median_of(a.get('RSS MB (1000 conns)', ''))} |")
+            f"| {median_of(a.get('RSS MB (1000 conns)', ''))} | — |")
     out.append("")
     out.append("rustybeam's publisher (HTTP PUT) cost and timing:")
     out.append("")
@@ -346,6 +388,12 @@ def main() -> None:
                     help="also run the server with --no-fsync, to separate disk latency from delivery")
     ap.add_argument("--profile", help="run the server under cProfile and write the stats here")
     ap.add_argument("--with-anchors", action="store_true", help="also run one round of the shared anchors")
+    ap.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure the send() floor (bench/sendfloor.py) at the largest level")
+    ap.add_argument("--sinks", type=int, default=None,
+                    help="extra Node processes holding subscribers (default: one per 2,500 beyond 2,500)")
+    ap.add_argument("--deflate", action="store_true",
+                    help="subscribers offer permessage-deflate, as browsers do")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--timeout", type=float, default=240, help="seconds before the harness is killed")
     ap.add_argument("--keep-log", action="store_true", help="keep the server's log")
@@ -360,10 +408,11 @@ def main() -> None:
             anchors_run = run_anchors(args)
         except (subprocess.SubprocessError, OSError) as e:
             log(f"the anchors did not run: {e}")
+    floor = run_floor(args, max(int(n) for n in args.levels.split(","))) if args.floor else None
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rustybeam": results, "anchors": anchors_run}, f, indent=1)
-    print(report(results, anchors_run))
+            json.dump({"rustybeam": results, "anchors": anchors_run, "floor": floor}, f, indent=1)
+    print(report(results, anchors_run, floor))
 
 
 if __name__ == "__main__":

@@ -4,22 +4,22 @@ The DocumentChangeNotifier: from change records to StreamItems on the wire.
 Subscriptions are indexed by document URL and then by selector, so a change costs
 work only for the watchers of its own document; each distinct selector is evaluated
 once per change, not once per watcher; and each StreamItem is rendered and framed
-once (an Autobahn prepared message) per distinct form, then written to every
-recipient. A bounded per-document history lets a reconnecting client resume.
+once per distinct form (compressed once per window size for permessage-deflate
+watchers, see L{rustybeam.frames}), then written to every recipient. A bounded per-document history lets a reconnecting client resume.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Protocol
+from typing import Hashable, Protocol
 
 from autobahn.websocket.protocol import PreparedMessage
 from lxml import etree
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from rustybeam import streamitem
+from rustybeam import frames, streamitem
 from rustybeam.changes import Change
 from rustybeam.interfaces import IViewer
 from rustybeam.selectors import Selector
@@ -54,12 +54,14 @@ WHOLE_DOCUMENT: None = None
 
 
 class Delivery:
-    """One change on its way out: each distinct frame is built once and shared."""
+    """One change on its way out: each distinct payload and frame is built once and
+    shared by every recipient that gets the same bytes."""
 
     def __init__(self, change: Change) -> None:
         self.change = change
         self._contents: dict[Hashable, str | None] = {}
-        self._frames: dict[tuple[bool, bool, str | None], PreparedMessage] = {}
+        self._payloads: dict[tuple[bool, bool, str | None], bytes] = {}
+        self._frames: dict[tuple[bool, bool, str | None, int], bytes] = {}
 
     def contentFor(self, viewer: IViewer | None) -> str | None:
         """The content C{viewer} may see, or C{None} when it may see none of it."""
@@ -70,23 +72,53 @@ class Delivery:
             self._contents[key] = viewer.redact(self.change)
         return self._contents[key]
 
-    def message(
-        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False
-    ) -> PreparedMessage | None:
-        """The framed StreamItem for a recipient, or C{None} if it must not get one."""
+    def _payload(self, content: str, own: str | None, sequenced: bool, binary: bool) -> bytes:
+        key = (sequenced, binary, own)
+        payload = self._payloads.get(key)
+        if payload is None:
+            payload = streamitem.render(self.change, content, sequenced).encode("utf-8")
+            if binary:
+                payload = streamitem.compress(payload)
+            self._payloads[key] = payload
+        return payload
+
+    def frame(
+        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False,
+        deflateBits: int = 0,
+    ) -> bytes | None:
+        """
+        The bytes on the wire of the StreamItem for a recipient (one unmasked frame), or
+        C{None} if it must not get one. C{deflateBits} is the C{server_max_window_bits}
+        of a connection with permessage-deflate and no server context takeover (0: none);
+        compact (binary) frames are zlib already and are not compressed again.
+        """
         content = self.contentFor(viewer)
         if content is None:
             return None
         own = content if content is not self.change.content else None
-        key = (sequenced, binary, own)
-        frame = self._frames.get(key)
-        if frame is None:
-            payload = streamitem.render(self.change, content, sequenced).encode("utf-8")
-            if binary:
-                payload = streamitem.compress(payload)
-            frame = PreparedMessage(payload, binary, False, binary)
-            self._frames[key] = frame
-        return frame
+        if binary:
+            deflateBits = 0
+        key = (sequenced, binary, own, deflateBits)
+        data = self._frames.get(key)
+        if data is None:
+            payload = self._payload(content, own, sequenced, binary)
+            if deflateBits:
+                data = frames.deflatedFrame(payload, binary, deflateBits)
+            else:
+                data = frames.frame(payload, binary)
+            self._frames[key] = data
+        return data
+
+    def message(
+        self, viewer: IViewer | None = None, sequenced: bool = False, binary: bool = False
+    ) -> PreparedMessage | None:
+        """The StreamItem for a recipient as an Autobahn prepared message (for a
+        connection whose compression needs its own context), or C{None}."""
+        content = self.contentFor(viewer)
+        if content is None:
+            return None
+        own = content if content is not self.change.content else None
+        return PreparedMessage(self._payload(content, own, sequenced, binary), binary, False, binary)
 
 
 class DocumentChangeNotifier(Service):
@@ -157,24 +189,34 @@ class DocumentChangeNotifier(Service):
         if not topic:
             return
         delivery = Delivery(change)
-        for watcher in self._recipients(topic, change, Footprint.of(change)):
+        failed = 0
+        recipients = self._recipients(topic, change)
+        for watcher in recipients:
             try:
                 watcher.deliver(delivery)
-                self.delivered += 1
             except Exception:
+                failed += 1
                 self.log.failure("delivering {url} failed", url=change.url)
+        self.delivered += len(recipients) - failed
 
+    @staticmethod
     def _recipients(
-        self, topic: dict[Selector | None, set[IWatcher]], change: Change, footprint: Footprint
-    ) -> Iterable[IWatcher]:
-        seen: set[IWatcher] = set()
-        for selector, watchers in list(topic.items()):
-            if selector is not WHOLE_DOCUMENT and not touches(selector, change, footprint):
-                continue
-            for watcher in list(watchers):
-                if watcher not in seen:
-                    seen.add(watcher)
-                    yield watcher
+        topic: dict[Selector | None, set[IWatcher]], change: Change
+    ) -> list[IWatcher] | dict[IWatcher, None]:
+        """Every watcher with a subscription that C{change} touches, once each (a copy,
+        since delivering can end subscriptions)."""
+        footprint: Footprint | None = None
+        touched: list[set[IWatcher]] = []
+        for selector, watchers in topic.items():
+            if selector is not WHOLE_DOCUMENT:
+                if footprint is None:
+                    footprint = Footprint.of(change)
+                if not touches(selector, change, footprint):
+                    continue
+            touched.append(watchers)
+        if len(touched) == 1:
+            return list(touched[0])
+        return dict.fromkeys(w for watchers in touched for w in watchers)
 
     def missed(self, url: str, since: int, current: int) -> list[Change] | None:
         """

@@ -1,5 +1,6 @@
 """
-The HTTP site: a Twisted Web C{Site} whose requests refuse to buffer oversized bodies.
+The HTTP site: a Twisted Web C{Site} whose requests refuse to buffer oversized bodies
+and whose connections must send their request headers within a deadline.
 
 L{DocumentResource} checks the body size itself (so it is safe when embedded in any
 Site); L{DocumentSite} adds the early refusal: once a body passes the limit its bytes
@@ -14,8 +15,9 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import task
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.web import http
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -46,6 +48,50 @@ class LimitedRequest(Request):
             super().handleContentChunk(data)
 
 
+DEFAULT_HEADER_TIMEOUT = 5.0
+"""Seconds a connection may take to send a request's line and headers."""
+
+
+class HeaderDeadlineChannel(http.HTTPChannel):
+    """
+    An HTTP channel that closes a connection which has not finished a request's
+    headers within C{headerTimeout} seconds of their first byte. Twisted's own idle
+    timeout restarts with every byte received, so without it a client that sends one
+    header byte every 100 ms (slowloris) holds its socket and file descriptor forever.
+    """
+
+    log = Logger()
+    headerTimeout: float = DEFAULT_HEADER_TIMEOUT
+    _headerDeadline: IDelayedCall | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._headerDeadline is None and self.line_mode and self.headerTimeout > 0:
+            self._headerDeadline = self.callLater(self.headerTimeout, self._headersTooSlow)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._cancelHeaderDeadline()
+        super().allHeadersReceived()
+
+    def connectionLost(self, reason: Any) -> None:
+        self._cancelHeaderDeadline()
+        super().connectionLost(reason)
+
+    def _cancelHeaderDeadline(self) -> None:
+        if self._headerDeadline is not None:
+            if self._headerDeadline.active():
+                self._headerDeadline.cancel()
+            self._headerDeadline = None
+
+    def _headersTooSlow(self) -> None:
+        self._headerDeadline = None
+        peer = self.transport.getPeer() if self.transport is not None else None
+        self.log.info("closing {peer}: request headers not received within {timeout} s",
+                      peer=getattr(peer, "host", "?"), timeout=self.headerTimeout)
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+
 class DocumentSite(Site):
     """
     A C{Site} for rustybeam resources, with a request body limit and an access log
@@ -57,19 +103,26 @@ class DocumentSite(Site):
     requestFactory = LimitedRequest
 
     def __init__(self, resource: IResource, maxBodyBytes: int,
-                 accessLog: AccessLog | None = None, metrics: Any = None, **kwargs: Any) -> None:
+                 accessLog: AccessLog | None = None, metrics: Any = None,
+                 headerTimeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
         self.maxBodyBytes = maxBodyBytes
         self.accessLog = accessLog
         self.metrics = metrics
+        self.headerTimeout = headerTimeout
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def protocol(self) -> http._GenericHTTPChannelProtocol:  # type: ignore[override]
+        """Twisted's HTTP/1.1-or-2 channel with the header deadline on HTTP/1.1."""
+        channel = HeaderDeadlineChannel()
+        channel.headerTimeout = self.headerTimeout
+        return http._GenericHTTPChannelProtocol(channel)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
         if protocol is not None:
             self._connections.add(protocol)
         return protocol
-
     def busy(self) -> bool:
         """Whether a request is being processed or a response is still being sent
         on an HTTP connection (WebSocket connections, which have left HTTP, aside)."""

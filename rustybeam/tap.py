@@ -31,7 +31,7 @@ from rustybeam.plugins.health_check import Lifecycle, ServerHealth
 from rustybeam.notifier import NotifierOptions
 from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService, StopInOrder
-from rustybeam.site import DocumentSite, RequestDrain
+from rustybeam.site import DEFAULT_HEADER_TIMEOUT, DocumentSite, RequestDrain
 from rustybeam.websocket import WebSocketOptions
 
 _ws = WebSocketOptions()
@@ -88,6 +88,9 @@ class Options(usage.Options):
         ["max-backlog", None, _ws.maxBacklogBytes,
          "Unsent bytes per connection before a slow reader is closed with 1008.", _count],
         ["max-subscriptions", None, _ws.maxSubscriptions, "Subscriptions per connection.", _count],
+        ["header-timeout", None, DEFAULT_HEADER_TIMEOUT,
+         "Seconds a connection may take to send a request's headers before it is closed (0: no limit).",
+         _seconds],
         ["access-log", None, None, "Access log file ('-' for stdout)."],
         ["access-log-format", None, "common", "Access log format: common, combined or json."],
         ["metrics-authfile", None, None,
@@ -279,7 +282,7 @@ def makeService(options: Options) -> IService:
         endpoints[b"metrics"] = MetricsEndpoint(metrics, options.metricsUsers)
     root = _clusterRoot(node, root, hosts.router if config is not None else None)
     site = DocumentSite(ServerEndpoints(root, endpoints), documentOptions.http.maxBodyBytes,
-                        accessLog, metrics)
+                        accessLog, metrics, headerTimeout=options["header-timeout"])
     RequestDrain(site, reactor).setServiceParent(top)
     if options["workers"] > 1 or options["reuse-port"]:
         from rustybeam.workers import ReusePortService

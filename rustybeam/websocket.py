@@ -14,7 +14,7 @@ happen before any upgrade (origin, limits, authorization).
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -24,8 +24,9 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
+from autobahn.websocket.protocol import TrafficStats
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -37,6 +38,8 @@ from rustybeam.origins import sameOrigin
 from rustybeam.changes import Change
 from rustybeam.notifier import Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
+from rustybeam.timers import TimerWheel
+from rustybeam.wire import Wire
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -110,12 +113,16 @@ class CommandError(Exception):
     message: str
 
 
-def pendingBytes(transport: Any) -> int:
-    """Bytes written to a Twisted transport that the kernel has not yet taken."""
-    while isinstance(transport, ProtocolWrapper):
-        transport = transport.transport
-    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-    return buffered + getattr(transport, "_tempDataLen", 0)
+_HANDSHAKE_LEFTOVERS = (
+    "http_headers", "http_request_data", "http_response_data", "http_status_line",
+    "http_request_params", "websocket_extensions", "websocket_protocols", "_wskey",
+)
+"""What Autobahn keeps of the opening handshake and never reads once the connection is
+open (the class holds empty defaults)."""
+_UNREAD_STATS = TrafficStats()
+"""One Autobahn traffic counter shared by every connection: Autobahn adds to it on
+every frame, rustybeam never reads it, and one per connection costs about 1 KB."""
+_MISSING = object()
 
 
 class DocumentWebSocketProtocol(WebSocketServerProtocol):
@@ -135,6 +142,48 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     compact = False
     implicit = True
 
+    _wire: Wire
+    openHandshakeTimeoutCall = None
+    http_headers: dict[str, str] = {}
+    http_request_data = http_response_data = http_status_line = None
+    http_request_params: dict[str, list[str]] = {}
+    websocket_extensions: list[Any] = []
+    websocket_protocols: list[str] = []
+    # What an open connection's attributes usually are, so that _compact can leave
+    # them to the class (an attribute is dropped only when it is this very object).
+    _perMessageCompress = None
+    autoPingPending = autoPingPendingSent = autoPingTimeoutCall = None
+    closeHandshakeTimeoutCall = current_frame = httpRequest = trackedTimings = None
+    localCloseCode = localCloseReason = remoteCloseCode = remoteCloseReason = None
+    wasNotCleanReason = websocket_protocol_in_use = None
+    closedByMe = droppedByMe = failedByMe = inside_message = triggered = wasClean = False
+    wasCloseHandshakeTimeout = wasOpenHandshakeTimeout = wasServerConnectionDropTimeout = False
+    wasMaxFramePayloadSizeExceeded = wasMaxMessagePayloadSizeExceeded = False
+    wasServingFlashSocketPolicyFile = False
+    autoPingPendingSeq = send_state = 0
+    websocket_origin = ""
+    websocket_version = 13
+    data = b""
+    send_queue: deque[Any] | tuple[()] = ()
+    trafficStats = _UNREAD_STATS
+    _deflateBits = 0
+    """0: no permessage-deflate; else the window bits of the shared compressed frames
+    (no server context takeover); -1: this connection compresses with its own context."""
+
+    def connectionMade(self) -> None:
+        self._wire = Wire(self.transport)
+        super().connectionMade()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Every frame goes out through the connection's L{Wire} (one C{send} when
+        nothing is queued), except Autobahn's own synchronous or chopped writes."""
+        if sync or chopsize or self.send_queue:
+            if not isinstance(self.send_queue, deque):
+                self.send_queue = deque()
+            super().sendData(data, sync, chopsize)
+        else:
+            self._wire.write(data)
+
     def onConnect(self, request: Any) -> None:
         self._sent: dict[str, set[int]] = {}
 
@@ -142,7 +191,33 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         self._logUpgrade(101)
         now = self.factory.clock.seconds()
         self._bucket = _Bucket(float(self.factory.options.messageBurst), now)
+        deflate = self._perMessageCompress
+        if deflate is not None:
+            self._deflateBits = deflate.server_max_window_bits if deflate.server_no_context_takeover else -1
         self.factory.notifier.subscribe(self, self.documentUrl, None)
+        self._compact()
+
+    def _compact(self) -> None:
+        """
+        Shrink what an open connection keeps: Autobahn keeps the handshake's request,
+        headers and response and sets some forty state attributes, most of them to the
+        same value on every open connection. The handshake leftovers go, attributes
+        equal to (the same object as) the class's default are left to the class, and the
+        rest are put in a new, right-sized dict. (The factory options are class
+        attributes already: see L{DocumentWebSocketFactory.buildProtocol}.)
+        """
+        cls = type(self)
+        state = self.__dict__
+        for name in _HANDSHAKE_LEFTOVERS:
+            state.pop(name, None)
+        if self.openHandshakeTimeoutCall is not None:
+            self.openHandshakeTimeoutCall.cancel()
+        state.pop("openHandshakeTimeoutCall", None)
+        state["trafficStats"] = _UNREAD_STATS
+        if not state.get("send_queue", ()):
+            state["send_queue"] = ()
+        self.__dict__ = {name: value for name, value in state.items()
+                         if getattr(cls, name, _MISSING) is not value}
 
     def _logUpgrade(self, status: int) -> None:
         """Write the opening handshake to the site's access log, once."""
@@ -163,6 +238,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     # Incoming
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self._releaseCompression()
         options = self.factory.options
         if not self._bucket.take(self.factory.clock.seconds(), options.messagesPerSecond,
                                  options.messageBurst):
@@ -270,6 +346,19 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             self.sendMessage(streamitem.compress(payload), isBinary=True)
         else:
             self.sendMessage(payload, isBinary=False)
+        self._releaseCompression()
+
+    def _releaseCompression(self) -> None:
+        """Free the zlib state that permessage-deflate without context takeover does
+        not need between messages (a compressor holds about 256 KB), so that an idle
+        connection costs no compression memory."""
+        deflate = self._perMessageCompress
+        if deflate is None:
+            return
+        if deflate.server_no_context_takeover:
+            deflate._compressor = None
+        if deflate.client_no_context_takeover:
+            deflate._decompressor = None
 
     def deliver(self, delivery: Delivery) -> None:
         """Send one StreamItem, unless this client has fallen too far behind."""
@@ -277,15 +366,19 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             return
         if self.sequenced and self._alreadySent(delivery.change):
             return
-        frame = delivery.message(self.viewer, self.sequenced, self.compact)
-        if frame is None:
+        bits = self._deflateBits
+        if bits < 0:
+            message = delivery.message(self.viewer, self.sequenced, self.compact)
+            if message is not None:
+                self.sendPreparedMessage(message)
             return
-        if pendingBytes(self.transport) + len(frame.payloadHybi) > self.factory.options.maxBacklogBytes:
+        data = delivery.frame(self.viewer, self.sequenced, self.compact, bits)
+        if data is None:
+            return
+        if not self._wire.write(data, self.factory.options.maxBacklogBytes):
             self.log.info("closing slow consumer {peer}", peer=self.peer)
             self.factory.notifier.forget(self)
             self.closeWith(CLOSE_POLICY, "client is reading too slowly")
-            return
-        self.sendPreparedMessage(frame)
 
     def closeWith(self, code: int, reason: str) -> None:
         """Start the closing handshake with a protocol-level code (1001, 1008, ...),
@@ -339,7 +432,7 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         self.open: set[DocumentWebSocketProtocol] = set()
         self.perAddress: Counter[str] = Counter()
         self._emptyWaiters: list[Deferred[None]] = []
-        self._batched_timer = ReactorTimer(clock)
+        self._batched_timer = TimerWheel(clock)
         self.setProtocolOptions(
             versions=[13],
             failByDrop=False,
@@ -351,6 +444,32 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
             closeHandshakeTimeout=options.closeHandshakeTimeout,
             perMessageCompressionAccept=_acceptDeflate if options.compression else lambda offers: None,
         )
+
+    _configuredProtocols: dict[type, type] | None = None
+
+    def setProtocolOptions(self, **options: Any) -> None:
+        super().setProtocolOptions(**options)
+        self._configuredProtocols = {}
+
+    def buildProtocol(self, addr: Any) -> DocumentWebSocketProtocol:
+        """A protocol of a subclass of C{self.protocol} that holds this factory's
+        protocol options as class attributes, so that connections need not keep a
+        copy each."""
+        configured = self._configuredProtocols
+        if configured is None:
+            configured = self._configuredProtocols = {}
+        cls = configured.get(self.protocol)
+        if cls is None:
+            options = {name: staticmethod(value) if callable(value) else value
+                       for name in self.protocol.CONFIG_ATTRS
+                       for value in [getattr(self, name)]}
+            # Nothing left for Autobahn to copy per connection (it would also pformat
+            # the list of options for a debug message on every connection: ~2 ms).
+            options["CONFIG_ATTRS"] = ()
+            cls = configured[self.protocol] = type(self.protocol.__name__, (self.protocol,), options)
+        protocol = cls()
+        protocol.factory = self
+        return protocol
 
     def originAllowed(self, origin: str | None) -> bool:
         if origin is None:
@@ -404,34 +523,38 @@ class DocumentWebSocketFactory(WebSocketServerFactory):
         return d.addBoth(cancel)
 
 
-@dataclass(frozen=True)
-class _Call:
-    call: IDelayedCall
-
-    def cancel(self) -> None:
-        if self.call.active():
-            self.call.cancel()
+CLIENT_WINDOW_BITS = 9
+"""The client_max_window_bits asked of clients that accept it: the window of the
+decompressor kept per connection (2 ** 9 bytes) when the client keeps its context."""
 
 
-@dataclass(frozen=True)
-class ReactorTimer:
-    """
-    Autobahn's protocol timers (opening and closing handshake, ping and pong) on the
-    given clock. It replaces txaio's batched timer, which rounds every deadline down
-    to a whole second, so that a 2 s pong timeout could fire after 1 s; with it the
-    timeouts are exact and follow a C{task.Clock} in tests.
-    """
+class _DeflateAccept(PerMessageDeflateOfferAccept):
+    """An accept that states C{server_no_context_takeover} even when the client did not
+    ask for it (Autobahn only echoes it when asked)."""
 
-    clock: IReactorTime
-
-    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _Call:
-        return _Call(self.clock.callLater(delay, func, *args, **kwargs))
+    def get_extension_string(self) -> str:
+        extension = super().get_extension_string()
+        if self.no_context_takeover and not self.offer.request_no_context_takeover:
+            extension += "; server_no_context_takeover"
+        return extension
 
 
 def _acceptDeflate(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
+    """
+    Accept the first permessage-deflate offer, always with C{server_no_context_takeover}
+    (RFC 7692 7.1.1.1 lets a server declare it unasked), so that one compressed frame per
+    change serves every such watcher; ask for C{client_no_context_takeover} and a small
+    client window where the offer allows, so that what the server keeps per connection
+    for decompressing is released or small.
+    """
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
+            return _DeflateAccept(
+                offer,
+                request_no_context_takeover=offer.accept_no_context_takeover,
+                request_max_window_bits=CLIENT_WINDOW_BITS if offer.accept_max_window_bits else 0,
+                no_context_takeover=True,
+            )
     return None
 
 

@@ -25,7 +25,8 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-SHARED = PROJECT.parent / "shared"
+SHARED = Path(os.environ.get("RUSTYBEAM_SHARED", PROJECT.parent / "shared"))
+"""The shared fixtures beside the checkout (tests/mutation runs a copy elsewhere)."""
 FIXTURES = SHARED / "rustybeam-fixtures"
 DOCUMENTS = HERE / "data" / "documents"
 

@@ -167,3 +167,78 @@ def test_twisted_log_formatter() -> None:
     formatter = twistedLogFormatter("combined", userOf=lambda request: "bob")
     line = formatter("[ignored]", twistedRequest())
     assert line.startswith("192.0.2.1 - bob [") and line.endswith('"PUT /index.html HTTP/1.1" 204 - "-" "curl/8"')
+
+
+def test_unknown_format_is_refused_naming_the_formats() -> None:
+    with pytest.raises(ConfigError) as e:
+        AccessLogOptions(format="xml")
+    assert str(e.value) == "access log format must be one of common, combined, json: 'xml'"
+    with pytest.raises(ValueError) as v:
+        formatEntry(ENTRY, "xml")
+    assert str(v.value) == "unknown access log format 'xml'"
+    with pytest.raises(ValueError) as v:
+        twistedLogFormatter("xml")
+    assert str(v.value) == "unknown access log format 'xml'"
+
+
+def test_address_with_a_space_is_escaped_and_a_missing_one_is_a_dash() -> None:
+    spaced = AccessLogEntry("10.0.0.1 x", "GET", "/", 200, 1, WHEN)
+    assert formatEntry(spaced).startswith("10.0.0.1\\x20x - - [")
+    missing = AccessLogEntry("", "GET", "/", 200, 1, WHEN)
+    assert formatEntry(missing).startswith("- - - [")
+
+
+def test_json_line_is_compact_ascii_with_dashes_and_zero_for_what_is_missing() -> None:
+    bare = AccessLogEntry("", "GET", "/caf\u00e9", 304, None, WHEN)
+    assert formatEntry(bare, "json") == (
+        '{"timestamp":"10/Oct/2024:13:55:36 +0000","remote_ip":"-","user":"-",'
+        '"method":"GET","uri":"/caf\\u00e9","version":"HTTP/1.1","status":304,"size":0,'
+        '"user_agent":"-","referer":"-"}')
+    assert json.loads(formatEntry(ENTRY, "json"))["size"] == 2326
+
+
+def test_closing_the_log_closes_only_a_file_it_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    owned = AccessLog(AccessLogOptions(str(tmp_path / "access.log")))
+    owned.close()
+    assert owned._stream.closed
+    owned.close()
+    stream = io.StringIO()
+    AccessLog(AccessLogOptions(str(tmp_path / "other.log")), stream=stream).close()
+    AccessLog(AccessLogOptions(), stream=stream).close()
+    assert not stream.closed
+    AccessLog(AccessLogOptions()).close()
+    import sys
+
+    assert not sys.stdout.closed
+
+
+def test_entry_from_a_request_without_an_ip_address_has_a_dash() -> None:
+    from twisted.internet.address import UNIXAddress
+
+    request = twistedRequest()
+    request.client = UNIXAddress(b"/run/rustybeam.sock")
+    assert entryFromRequest(request, now=WHEN).clientIP == "-"
+
+
+def test_entry_from_a_request_carries_size_protocol_and_referer() -> None:
+    request = twistedRequest()
+    request.sentLength = 512
+    request.clientproto = b"HTTP/1.0"
+    request.requestHeaders.setRawHeaders(b"referer", [b"http://example.com/from"])
+    entry = entryFromRequest(request, now=WHEN)
+    assert (entry.bytes, entry.protocol, entry.referer) == (512, "HTTP/1.0", "http://example.com/from")
+
+
+def test_entry_time_defaults_to_now_in_utc() -> None:
+    before = datetime.now(timezone.utc)
+    entry = entryFromRequest(twistedRequest())
+    assert entry.time.utcoffset() == timedelta(0)
+    assert before <= entry.time <= datetime.now(timezone.utc)
+
+
+def test_twisted_log_formatter_defaults_to_common_and_asks_who_the_user_is() -> None:
+    assert twistedLogFormatter()("[ignored]", twistedRequest()).startswith("192.0.2.1 - - [")
+    formatter = twistedLogFormatter(userOf=lambda request: request.method.decode().lower())
+    assert formatter("[ignored]", twistedRequest()).startswith("192.0.2.1 - put [")

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import base64
+import hmac
 from pathlib import Path
 
 import bcrypt
 import pytest
 
-from rustybeam import selectors
+from rustybeam import auth, selectors
 from rustybeam.auth import (
     AuthorizationRule,
     Authorizer,
@@ -91,6 +92,23 @@ def test_verify_plaintext() -> None:
     assert verify(users["johndoe"], "doe123")
     assert not verify(users["johndoe"], "doe1234")
     assert not verify(users["johndoe"], "")
+
+
+def test_plaintext_password_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing cannot be measured reliably in a test, so pin the constant-time call."""
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(given: bytes, stored: bytes) -> bool:
+        compared.append((given, stored))
+        return real(given, stored)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    credential = Credential("johndoe", "doe123")
+    assert credential.encryption == "plaintext"
+    assert verify(credential, "doe123")
+    assert not verify(credential, "doe124")
+    assert compared == [(b"doe123", b"doe123"), (b"doe124", b"doe123")]
 
 
 def test_verify_bcrypt_fixture() -> None:

@@ -71,33 +71,32 @@ def own(server: Server) -> dict[str, str]:
     return {"Host": f"localhost:{server.port}", **basic("admin", "admin123")}
 
 
+def handshakeStatus(server: Server, origin: str | None = None) -> bytes:
+    """The status code of a credentialed handshake for /doc.html from C{origin}."""
+    headers = own(server) if origin is None else {**own(server), "Origin": origin}
+    sock, head = rawHandshake(server, "/doc.html", headers)
+    sock.close()
+    return head.split(b" ", 2)[1]
+
+
 def content(server: Server) -> str:
     return server.select("GET", "/doc.html", "#content", headers=own(server)).text
 
 
 def test_websocket_from_a_foreign_page_is_refused(protected: Server) -> None:
-    sock, head = rawHandshake(protected, "/doc.html", {**own(protected), "Origin": "http://evil.example"})
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 403"), head
+    assert handshakeStatus(protected, "http://evil.example") == b"403"
 
 
 def test_websocket_from_our_own_pages_is_accepted(protected: Server) -> None:
-    sock, head = rawHandshake(protected, "/doc.html",
-                              {**own(protected), "Origin": f"http://localhost:{protected.port}"})
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 101"), head
+    assert handshakeStatus(protected, f"http://localhost:{protected.port}") == b"101"
 
 
 def test_websocket_without_origin_is_accepted(protected: Server) -> None:
-    sock, head = rawHandshake(protected, "/doc.html", own(protected))
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 101"), head
+    assert handshakeStatus(protected) == b"101"
 
 
 def test_websocket_from_a_trusted_origin_is_accepted(trusting: Server) -> None:
-    sock, head = rawHandshake(trusting, "/doc.html", {**own(trusting), "Origin": TRUSTED})
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 101"), head
+    assert handshakeStatus(trusting, TRUSTED) == b"101"
 
 
 @pytest.mark.parametrize("method", ["PUT", "POST", "DELETE"])
@@ -145,10 +144,7 @@ def test_writes_from_our_own_pages_and_trusted_origins_are_accepted(trusting: Se
 
 
 def test_websocket_from_our_own_pages_is_accepted_despite_an_allow_list(trusting: Server) -> None:
-    sock, head = rawHandshake(trusting, "/doc.html",
-                              {**own(trusting), "Origin": f"http://localhost:{trusting.port}"})
-    sock.close()
-    assert head.startswith(b"HTTP/1.1 101"), head
+    assert handshakeStatus(trusting, f"http://localhost:{trusting.port}") == b"101"
 
 
 def test_reads_from_foreign_pages_are_served(protected: Server) -> None:

@@ -6,18 +6,24 @@ at any instant leaves either the old or a new document, never a torn one.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import itertools
 import random
+import shutil
 import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Docs, Response, Server
+import pytest_twisted
+from conftest import DOCUMENTS, Docs, Response, Server
 
-from rustybeam import markup, selectors
+from rustybeam import documents, markup, selectors
+from rustybeam.changes import Change
+from rustybeam.documents import DocumentStore, StoreOptions
+from rustybeam.errors import WRITE_FAILED, Problem
 
 
 def concurrently(server: Server, requests: list[tuple[str, str, dict[str, str], bytes]]
@@ -131,6 +137,43 @@ def test_concurrent_whole_document_puts_leave_the_last_one_applied(
     last = max(range(N), key=lambda i: sequence(responses[i]))
     assert docs.file("doc.html").read_bytes() == bodies[last]
     assert server.request("GET", url).body == bodies[last]
+
+
+# A write that cannot be made durable
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_durable_write_leaves_the_cache_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the rename of a write fails (ENOSPC, EIO), the store keeps serving what
+    is on disk: the lost version is never read back, nor built on by the next write."""
+    root = tmp_path / "docs"
+    shutil.copytree(DOCUMENTS, root)
+    changes: list[Change] = []
+    store = DocumentStore(str(root), changes.append, StoreOptions(fsync=False))
+    doc = store.locate("/doc.html")
+    content = selectors.compile("#content")
+    assert [e.text for e in store.select(doc, content)] == ["Original content"]
+    onDisk = (root / "doc.html").read_bytes()
+
+    def failingReplace(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(documents.os, "replace", failingReplace)
+    with pytest.raises(Problem) as e:
+        await store.replace(doc, content, b'<div id="content">Lost</div>')
+    assert (e.value.status, e.value.code) == (WRITE_FAILED.status, WRITE_FAILED.code)
+    monkeypatch.undo()
+
+    assert (root / "doc.html").read_bytes() == onDisk
+    assert [e.text for e in store.select(doc, content)] == ["Original content"]
+    assert changes == []
+    await store.append(doc, content, b"<b>kept</b>")
+    assert '<div id="content">Original content<b>kept</b></div>' in (
+        root / "doc.html").read_text(encoding="utf-8")
+    assert markup.serialize(store.select(doc, content)[0]) == (
+        '<div id="content">Original content<b>kept</b></div>')
 
 
 # Killed in the middle of writes

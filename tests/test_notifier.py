@@ -5,11 +5,13 @@ change, one frame shared by every recipient, history for resume, shutdown.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field, replace
+from unittest.mock import patch
 
 import pytest
 
-from rustybeam import markup, selectors
+from rustybeam import frames, markup, selectors
 from rustybeam.changes import Change
 from rustybeam.notifier import Delivery, DocumentChangeNotifier, NotifierOptions, touches
 
@@ -24,10 +26,11 @@ class FakeWatcher:
     received: list[Delivery] = field(default_factory=list)
     frames: list[object] = field(default_factory=list)
     gone: bool = False
+    deflateBits: int = 0
 
     def deliver(self, delivery: Delivery) -> None:
         self.received.append(delivery)
-        self.frames.append(delivery.message(self.viewer))
+        self.frames.append(delivery.frame(self.viewer, deflateBits=self.deflateBits))
 
     def goAway(self) -> None:
         self.gone = True
@@ -53,6 +56,18 @@ def change(selector: str = "#a", url: str = "/d.html", sequence: int = 1) -> Cha
     inserted = tuple(selectors.compile(selector).select(after.getroot()))
     return Change("PUT", url, selector, sequence, "<li id=a>A2</li>", before, after, removed,
                   inserted, tuple(e.getparent() for e in inserted))
+
+
+def deletion(selector: str, url: str = "/d.html", sequence: int = 1) -> Change:
+    """A DELETE as the store records it: the removed elements are in C{before}
+    only, their former parents (in C{after}) are the containers."""
+    before = DOC
+    after = markup.copyTree(DOC)
+    removed = tuple(selectors.compile(selector).select(before.getroot()))
+    containers = tuple(markup.detach(e) for e in selectors.compile(selector).select(after.getroot()))
+    content = "\n".join(markup.serialize(e) for e in removed)
+    return Change("DELETE", url, selector, sequence, content, before, after, removed, (),
+                  containers)
 
 
 def test_a_change_reaches_only_the_watchers_of_its_document() -> None:
@@ -84,6 +99,31 @@ def test_every_recipient_gets_the_same_prepared_frame() -> None:
     assert len({id(w.frames[0]) for w in watchers}) == 1
 
 
+def unframe(frame: bytes) -> bytes:
+    """The payload of one unmasked server frame under 64 KiB."""
+    return frame[2:] if frame[1] < 126 else frame[4:]
+
+
+def test_deflate_recipients_share_one_compressed_frame_per_window_size() -> None:
+    notifier = DocumentChangeNotifier()
+    plain = [FakeWatcher() for _ in range(3)]
+    wide = [FakeWatcher(deflateBits=15) for _ in range(3)]
+    narrow = [FakeWatcher(deflateBits=10) for _ in range(3)]
+    for w in plain + wide + narrow:
+        notifier.subscribe(w, "/d.html", None)
+    with patch.object(frames, "deflate", side_effect=frames.deflate) as deflate:
+        notifier.changed(change())
+    assert deflate.call_count == 2
+    assert len({id(w.frames[0]) for w in wide}) == 1
+    assert len({id(w.frames[0]) for w in narrow}) == 1
+    text = unframe(plain[0].frames[0])
+    for w in (wide[0], narrow[0]):
+        frame = w.frames[0]
+        assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
+        inflater = zlib.decompressobj(-15)
+        assert inflater.decompress(unframe(frame) + b"\x00\x00\xff\xff") == text
+
+
 def test_a_watcher_gets_a_change_once_however_many_subscriptions_match() -> None:
     notifier = DocumentChangeNotifier()
     w = FakeWatcher()
@@ -103,6 +143,30 @@ def test_a_watcher_gets_a_change_once_however_many_subscriptions_match() -> None
 ])
 def test_selector_subscription_receives_only_intersecting_changes(css: str, expected: bool) -> None:
     assert touches(selectors.compile(css), change("#a")) is expected
+
+
+def test_selector_subscription_sees_the_delete_of_the_element_it_watches() -> None:
+    """The watched element exists only in the document before the change, so the
+    selector must be evaluated there too."""
+    notifier = DocumentChangeNotifier()
+    watching, matching, sibling = FakeWatcher(), FakeWatcher(), FakeWatcher()
+    notifier.subscribe(watching, "/d.html", selectors.compile("#a"))
+    notifier.subscribe(matching, "/d.html", selectors.compile("#l > li"))
+    notifier.subscribe(sibling, "/d.html", selectors.compile("#b"))
+    notifier.changed(deletion("#a"))
+    assert [d.change.method for d in watching.received] == ["DELETE"]
+    assert [d.change.method for d in matching.received] == ["DELETE"]
+    assert sibling.received == []
+
+
+def test_selector_subscription_sees_the_delete_of_an_ancestor_of_what_it_watches() -> None:
+    notifier = DocumentChangeNotifier()
+    inside, elsewhere = FakeWatcher(), FakeWatcher()
+    notifier.subscribe(inside, "/d.html", selectors.compile("#b"))
+    notifier.subscribe(elsewhere, "/d.html", selectors.compile("#t"))
+    notifier.changed(deletion("#l"))
+    assert [d.change.selector for d in inside.received] == ["#l"]
+    assert elsewhere.received == []
 
 
 def test_an_element_inside_the_changed_one_is_touched() -> None:
@@ -180,3 +244,201 @@ def test_a_failing_watcher_does_not_stop_delivery_to_the_others() -> None:
     notifier.subscribe(good, "/d.html", None)
     notifier.changed(change())
     assert len(good.received) == 1
+
+
+# Deliveries: one frame per distinct form, content per viewer
+
+
+@dataclass(eq=False)
+class FakeViewer:
+    """A viewer that sees the change's content, a version of it, or nothing."""
+
+    key: object
+    shows: object = "all"
+    redacted: list[Change] = field(default_factory=list)
+
+    def redact(self, c: Change) -> str | None:
+        self.redacted.append(c)
+        return c.content if self.shows == "all" else self.shows  # type: ignore[return-value]
+
+
+def unframe(data: bytes) -> bytes:
+    """The payload of one unmasked server frame."""
+    n = data[1] & 0x7F
+    start = 2 if n < 126 else 4 if n == 126 else 10
+    return data[start:]
+
+
+def test_a_delivery_frames_the_streamitem_as_one_text_message() -> None:
+    from rustybeam import streamitem
+
+    c = change()
+    frame = Delivery(c).message()
+    assert frame is not None
+    assert (frame.payload, frame.binary, frame.doNotCompress) == (
+        streamitem.render(c).encode("utf-8"), False, False)
+    assert frame.payloadHybi[:1] == b"\x81" and not frame.payloadHybi[1] & 0x80
+    assert unframe(frame.payloadHybi) == frame.payload
+
+
+def test_a_compact_delivery_is_one_binary_zlib_message_never_compressed_again() -> None:
+    import zlib
+
+    from rustybeam import streamitem
+
+    c = change()
+    frame = Delivery(c).message(binary=True)
+    assert frame is not None and frame.doNotCompress
+    assert frame.payloadHybi[:1] == b"\x82"
+    assert zlib.decompress(unframe(frame.payloadHybi)) == streamitem.render(c).encode("utf-8")
+
+
+def test_a_sequenced_delivery_carries_the_sequence() -> None:
+    frame = Delivery(change(sequence=42)).message(sequenced=True)
+    assert frame is not None and b'<span itemprop="sequence">42</span>' in frame.payload
+    plain = Delivery(change(sequence=42)).message()
+    assert plain is not None and b"sequence" not in plain.payload
+
+
+def test_each_form_of_a_delivery_is_framed_once() -> None:
+    d = Delivery(change())
+    assert d.frame() is d.frame()
+    assert d.frame(sequenced=True) is d.frame(sequenced=True)
+    assert d.frame(deflateBits=9) is d.frame(deflateBits=9)
+    assert len({id(d.frame(sequenced=s, binary=b)) for s in (False, True)
+                for b in (False, True)}) == 4
+
+
+def test_each_viewer_gets_what_it_may_see_judged_once_per_key() -> None:
+    c = change()
+    d = Delivery(c)
+    everything, same, partial, other, nothing = (
+        FakeViewer("a"), FakeViewer("a"), FakeViewer("p", "<li>part</li>"),
+        FakeViewer("q", "<li>part</li>"), FakeViewer("n", None))
+    full = d.frame(everything)
+    assert full is d.frame(same) is d.frame(None)
+    assert (len(everything.redacted), len(same.redacted)) == (1, 0)
+    assert everything.redacted == [c]
+    cut = d.frame(partial)
+    assert cut is not None and cut is not full
+    assert b"<li>part</li>" in cut and b"A2" not in cut
+    assert d.frame(other) is cut
+    assert d.frame(nothing) is None
+    assert d.contentFor(partial) == "<li>part</li>"
+
+
+def test_unsubscribing_ends_only_the_subscriptions_named() -> None:
+    notifier = DocumentChangeNotifier()
+    w = FakeWatcher()
+    a, t = selectors.compile("#a"), selectors.compile("#t")
+    for url in ("/d.html", "/e.html"):
+        notifier.subscribe(w, url, a)
+        notifier.subscribe(w, url, t)
+    notifier.subscribe(w, "/d.html", None)
+    assert notifier.unsubscribe(w, "/d.html", a) == 1
+    assert notifier.subscriptionCount(w) == 4
+    assert notifier.unsubscribe(w, "/d.html", allOfUrl=True) == 2
+    assert notifier.subscriptionCount(w) == 2
+    notifier.changed(change("#a", url="/e.html"))
+    assert len(w.received) == 1
+    assert notifier.unsubscribe(FakeWatcher(), "/e.html", a) == 0
+
+
+def test_registering_and_forgetting_unknown_watchers_is_harmless() -> None:
+    notifier = DocumentChangeNotifier()
+    w = FakeWatcher()
+    notifier.forget(w)
+    notifier.register(w)
+    notifier.subscribe(w, "/d.html", None)
+    assert notifier.watchers == 1 and notifier.subscriptionCount(w) == 1
+    notifier.forget(w)
+    assert notifier.watchers == 0 and notifier._topics == {}
+
+
+def test_an_untouched_subscription_does_not_hide_a_touched_one() -> None:
+    notifier = DocumentChangeNotifier()
+    elsewhere, here = FakeWatcher(), FakeWatcher()
+    notifier.subscribe(elsewhere, "/d.html", selectors.compile("#t"))
+    notifier.subscribe(here, "/d.html", selectors.compile("#a"))
+    notifier.changed(change("#a"))
+    assert (len(elsewhere.received), len(here.received)) == (0, 1)
+
+
+def appended(css: str) -> Change:
+    """A POST that appends <li id=c> to C{css}: nothing removed, one element new."""
+    after = markup.copyTree(DOC)
+    (target,) = selectors.compile(css).select(after.getroot())
+    new = markup.parseFragment('<li id="c">C</li>', "ul")[0]
+    target.append(new)
+    return Change("POST", "/d.html", css, 1, '<li id="c">C</li>', DOC, after, (), (new,), (target,))
+
+
+def test_a_subscription_sees_an_element_that_only_the_document_after_has() -> None:
+    assert touches(selectors.compile("#c"), appended("#l"))
+    assert touches(selectors.compile("#l"), appended("#l"))
+    assert not touches(selectors.compile("#t"), appended("#l"))
+
+
+def test_an_element_deep_inside_the_changed_one_is_touched() -> None:
+    assert touches(selectors.compile("#a"), change("body"))
+    assert touches(selectors.compile("li"), deletion("body"))
+
+
+def test_one_watcher_leaving_keeps_the_others_of_its_document() -> None:
+    notifier = DocumentChangeNotifier()
+    leaving, staying = FakeWatcher(), FakeWatcher()
+    for w in (leaving, staying):
+        notifier.subscribe(w, "/d.html", selectors.compile("#a"))
+    notifier.unsubscribe(leaving, "/d.html", selectors.compile("#a"))
+    notifier.forget(leaving)
+    notifier.changed(change("#a"))
+    assert (len(leaving.received), len(staying.received)) == (0, 1)
+
+
+def test_each_partly_visible_form_of_a_change_gets_its_own_frame() -> None:
+    d = Delivery(change())
+    one = d.message(FakeViewer("p1", "<li>one</li>"))  # type: ignore[arg-type]
+    two = d.message(FakeViewer("p2", "<li>two</li>"))  # type: ignore[arg-type]
+    assert one is not None and b"<li>one</li>" in one.payload
+    assert two is not None and b"<li>two</li>" in two.payload
+
+
+def test_deliveries_are_counted_and_failures_are_logged_with_the_document() -> None:
+    from twisted.logger import capturedLogs, formatEvent
+
+    notifier = DocumentChangeNotifier()
+
+    class Broken(FakeWatcher):
+        def deliver(self, delivery: Delivery) -> None:
+            raise RuntimeError("boom")
+
+    for w in (FakeWatcher(), FakeWatcher(), Broken()):
+        notifier.subscribe(w, "/d.html", None)
+    assert notifier.delivered == 0
+    with capturedLogs() as events:
+        notifier.changed(change())
+        notifier.changed(change(sequence=2))
+    assert notifier.delivered == 4
+    assert [formatEvent(e) for e in events] == ["delivering /d.html failed"] * 2
+
+
+def test_history_keeps_exactly_its_size_documents_and_bytes() -> None:
+    notifier = DocumentChangeNotifier(NotifierOptions(historySize=3, historyDocuments=2,
+                                                      historyBytes=1000))
+    sized = lambda url, n, size: replace(change(url=url, sequence=n), size=size)  # noqa: E731
+    for n in (1, 2, 3):
+        notifier.changed(sized("/a.html", n, 100))
+    notifier.changed(sized("/b.html", 1, 700))
+    assert [c.sequence for c in notifier.missed("/a.html", 0, 3)] == [1, 2, 3]
+    assert [c.sequence for c in notifier.missed("/b.html", 0, 1)] == [1]
+
+
+def test_history_bytes_forget_what_the_size_limit_dropped() -> None:
+    notifier = DocumentChangeNotifier(NotifierOptions(historySize=2, historyBytes=250))
+    sized = lambda url, n: replace(change(url=url, sequence=n), size=100)  # noqa: E731
+    for n in (1, 2, 3):
+        notifier.changed(sized("/a.html", n))
+    assert [c.sequence for c in notifier.missed("/a.html", 1, 3)] == [2, 3]
+    notifier.changed(sized("/b.html", 1))
+    assert notifier.missed("/a.html", 1, 3) is None
+    assert [c.sequence for c in notifier.missed("/a.html", 2, 3)] == [3]

@@ -67,6 +67,50 @@ def test_selector_longer_than_the_limit_is_refused_with_400() -> None:
     assert e.value.status == 400
 
 
+def test_selector_longer_than_the_limit_says_so() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.compile("a" * (selectors.MAX_SELECTOR_LENGTH + 1))
+    assert e.value.message == (
+        f"malformed CSS selector: longer than {selectors.MAX_SELECTOR_LENGTH} characters")
+
+
+def test_malformed_selector_message_is_the_parser_s_reason_on_one_line() -> None:
+    from cssselect import HTMLTranslator, SelectorError
+
+    css = "div >\n\n  > p"
+    with pytest.raises(SelectorError) as reason:
+        HTMLTranslator().css_to_xpath(css)
+    with pytest.raises(Problem) as e:
+        selectors.compile(css)
+    assert e.value.message == "malformed CSS selector: " + " ".join(str(reason.value).split())
+
+
+def test_malformed_selector_message_is_cut_at_200_characters() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.compile("p:" + "x" * 300)
+    reason = e.value.message.removeprefix("malformed CSS selector: ")
+    assert len(reason) == 200 and reason.endswith("x" * 100)
+
+
+def test_selectors_with_the_same_text_are_equal_and_hash_alike() -> None:
+    a = selectors.Selector("#a", etree.XPath("//*"))
+    same = selectors.Selector("#a", etree.XPath("//p"))
+    other = selectors.Selector("#b", etree.XPath("//*"))
+    assert a == same and hash(a) == hash(same)
+    assert a != other and a != "#a"
+    assert len({hash(selectors.compile(f"#s{i}")) for i in range(20)}) == 20
+
+
+def test_range_header_selector_may_contain_equals_signs() -> None:
+    assert selectors.fromRangeHeader('selector=[data-x="1"]').css == '[data-x="1"]'
+
+
+def test_percent_encoded_range_value_that_is_not_utf8_says_so() -> None:
+    with pytest.raises(Problem) as e:
+        selectors.fromRangeHeader("selector=%ff")
+    assert e.value.message == "malformed CSS selector: percent-encoding is not UTF-8"
+
+
 def test_range_header_value_names_the_selector() -> None:
     assert selectors.fromRangeHeader("selector=#list li").css == "#list li"
 
@@ -180,6 +224,60 @@ def test_path_traversal_is_refused(root: Path, raw: str) -> None:
     assert e.value.status in (400, 404)
 
 
+@pytest.mark.parametrize("raw, status, reason", [
+    ("/" + "a" * paths.MAX_PATH_LENGTH, 400, "too long"),
+    ("relative.html", 400, "must be absolute"),
+    ("/%ff.html", 400, "not UTF-8"),
+    ("/..%2foutside.html", 400, "encoded separator or NUL"),
+    ("/..%5coutside.html", 400, "encoded separator or NUL"),
+    ("/doc.html%00.txt", 400, "encoded separator or NUL"),
+    ("/dir/../doc.html", 400, "dot segment"),
+    ("/./doc.html", 400, "dot segment"),
+    ("/doc%01.html", 400, "control character"),
+    ("/doc%1f.html", 400, "control character"),
+    ("/doc%7f.html", 400, "control character"),
+    ("/dir//doc.html", 400, "empty segment"),
+    ("/.rustybeam-x1.tmp", 404, "temporary file"),
+    ("/../outside.html", 400, "dot segment"),
+])
+def test_refused_path_says_why(root: Path, raw: str, status: int, reason: str) -> None:
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), raw.encode("latin-1"))
+    assert (e.value.status, e.value.message.split(": ", 1)[1]) == (status, reason)
+
+
+def test_path_of_the_longest_allowed_length_is_accepted(root: Path) -> None:
+    raw = "/" + "a" * (paths.MAX_PATH_LENGTH - 1)
+    assert paths.resolve(str(root), raw).url == raw
+
+
+@pytest.mark.parametrize("raw", ["/doc.html?q=1?r=2", "/doc.html#x#y", "/doc.html?q#f",
+                                 "/doc.html#f?q"])
+def test_query_and_fragment_end_the_path_at_their_first_mark(root: Path, raw: str) -> None:
+    assert paths.resolve(str(root), raw).url == "/doc.html"
+
+
+@pytest.mark.parametrize("name", [".rustybeam-notes.html", "notes.tmp"])
+def test_only_names_with_both_marks_of_a_temporary_file_are_hidden(root: Path, name: str) -> None:
+    assert paths.resolve(str(root), "/" + name).url == "/" + name
+
+
+def test_symlink_leaving_the_root_says_so(root: Path) -> None:
+    (root / "link.html").symlink_to(root.parent / "outside.html")
+    with pytest.raises(Problem) as e:
+        paths.resolve(str(root), "/link.html")
+    assert e.value.message == "no such document: outside the document root"
+
+
+def test_symlink_into_a_subdirectory_names_the_target_s_full_path(root: Path) -> None:
+    (root / "a dir").mkdir()
+    (root / "a dir" / "x y.html").write_text("target")
+    (root / "alias.html").symlink_to(root / "a dir" / "x y.html")
+    resolved = paths.resolve(str(root), "/alias.html")
+    assert resolved.url == "/a dir/x y.html"
+    assert resolved.filename == str(root / "a dir" / "x y.html")
+
+
 def test_symlink_leaving_the_root_is_refused(root: Path) -> None:
     (root / "link.html").symlink_to(root.parent / "outside.html")
     with pytest.raises(Problem) as e:
@@ -263,6 +361,97 @@ def test_text_is_serialized_escaped() -> None:
     assert markup.serialize("1 < 2 & 3") == "1 &lt; 2 &amp; 3"
 
 
+def test_text_serializes_greater_than_escaped_too() -> None:
+    assert markup.serialize("a > b") == "a &gt; b"
+    assert markup.serializeAll(["x", "y"], "\n") == "x\ny"
+
+
+def test_a_context_that_is_not_a_plain_tag_name_parses_as_a_div() -> None:
+    for context in ("x-y", "svg:rect", "ünï"):
+        assert tags(markup.parseFragment("<li>a</li><td>b</td>", context)) == ["li", "#text"]
+
+
+def test_a_fragment_for_the_html_element_parses_as_body_content() -> None:
+    nodes = markup.parseFragment("<p>a</p>text", "html")
+    assert tags(nodes) == ["p", "#text"] and nodes[1] == "text"
+
+
+def test_a_file_with_characters_a_tree_cannot_hold_is_read_with_replacements() -> None:
+    tree = markup.parseLeniently("<p id=p>a\x01b\x0bc\ufffed\x7fe</p>".encode("utf-8"))
+    (p,) = selectors.compile("#p").select(tree.getroot())
+    assert p.text == "a\ufffdb\ufffdc\ufffdd\x7fe"
+    assert markup.parseLeniently(b"<p>tab\tand\nnewline</p>").getroot().find(".//p").text == (
+        "tab\tand\nnewline")
+
+
+def test_same_structure_compares_tags_attributes_nesting_and_not_text() -> None:
+    same = markup.sameStructure
+    doc = markup.parseDocument
+    assert same(doc("<p a=1>x</p>"), doc("<p a=1>y</p>"))
+    assert not same(doc("<p a=1>x</p>"), doc("<p a=2>x</p>"))
+    assert not same(doc("<p><b>x</b></p>"), doc("<p><i>x</i></p>"))
+    assert not same(doc("<div><p>x</p></div>"), doc("<div></div><p>x</p>"))
+    assert not same(doc("<p>x</p>"), doc("<p>x</p><p>y</p>"))
+    assert not same(doc("<p><b></b><b></b></p>"), doc("<p><b><b></b></b></p>"))
+
+
+def test_a_document_keeps_its_doctype_and_what_precedes_its_root() -> None:
+    tree = markup.parseDocument("<!DOCTYPE html><!-- one --><!-- two --><html><body>x</body></html>")
+    assert markup.serializeDocument(tree) == (
+        b"<!DOCTYPE html>\n<!-- one -->\n<!-- two -->\n<html><head></head><body>x</body></html>")
+    bare = markup.parseDocument("<p>x</p>")
+    assert markup.serializeDocument(bare).startswith(b"<!DOCTYPE html>\n<html>")
+
+
+def test_inserted_nodes_keep_text_before_after_and_between_them() -> None:
+    parent = etree.fromstring("<div>lead<b>b</b>tail</div>")
+    b = parent[0]
+    last = markup.insertNodes(parent, 1, b, ["t1", etree.fromstring("<i>i</i>"), "t2",
+                                             etree.fromstring("<u>u</u>"), "t3"])
+    assert last is not None and last.tag == "u"
+    assert etree.tostring(parent, encoding="unicode") == (
+        "<div>lead<b>b</b>tailt1<i>i</i>t2<u>u</u>t3</div>")
+    first = etree.fromstring("<div>lead<b>b</b></div>")
+    assert markup.insertNodes(first, 0, None, ["x", ""]) is None
+    assert etree.tostring(first, encoding="unicode") == "<div>leadx<b>b</b></div>"
+    empty = etree.fromstring("<div/>")
+    markup.insertNodes(empty, 0, None, ["only"])
+    assert empty.text == "only"
+
+
+def test_a_replaced_element_leaves_its_tail_after_the_new_nodes() -> None:
+    parent = etree.fromstring("<div>a<b>b</b>tail<i>i</i></div>")
+    markup.replaceWith(parent[0], ["x", etree.fromstring("<u>u</u>"), "y"])
+    assert etree.tostring(parent, encoding="unicode") == "<div>ax<u>u</u>ytail<i>i</i></div>"
+    textOnly = etree.fromstring("<div>a<b>b</b>tail</div>")
+    markup.replaceWith(textOnly[0], ["x"])
+    assert etree.tostring(textOnly, encoding="unicode") == "<div>axtail</div>"
+
+
+def test_a_detached_element_leaves_its_tail_in_place() -> None:
+    parent = etree.fromstring("<div>a<b>b</b>tail<i>i</i>end</div>")
+    assert markup.detach(parent[0]) is parent
+    assert etree.tostring(parent, encoding="unicode") == "<div>atail<i>i</i>end</div>"
+    markup.detach(parent[0])
+    assert etree.tostring(parent, encoding="unicode") == "<div>atailend</div>"
+    after = etree.fromstring("<div><p>p</p><b>b</b>tail</div>")
+    markup.detach(after[1])
+    assert etree.tostring(after, encoding="unicode") == "<div><p>p</p>tail</div>"
+
+
+def test_detaching_the_root_empties_it() -> None:
+    root = etree.fromstring('<html lang="en">t<head/><body>x</body></html>')
+    assert markup.detach(root) is root
+    assert etree.tostring(root, encoding="unicode") == '<html lang="en"/>'
+
+
+def test_a_copied_tree_is_independent_of_the_original() -> None:
+    tree = markup.parseDocument("<p id=p>x</p>")
+    copy = markup.copyTree(tree)
+    copy.getroot().find(".//p").text = "changed"
+    assert tree.getroot().find(".//p").text == "x"
+
+
 # _outermost
 
 
@@ -319,6 +508,25 @@ def test_atomic_write_keeps_the_old_file_when_fsync_fails(
         atomicWrite(str(target), b"new")
     assert target.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["doc.html"]
+
+
+# Content types
+
+
+@pytest.mark.parametrize("name, contentType", [
+    ("a.html", "text/html; charset=utf-8"), ("A.HTM", "text/html; charset=utf-8"),
+    ("x.css", "text/css; charset=utf-8"), ("x.txt", "text/plain; charset=utf-8"),
+    ("x.json", "application/json; charset=utf-8"), ("x.png", "image/png"),
+    ("x.xml", "application/xml"), ("noext", "application/octet-stream"),
+])
+def test_content_type_follows_the_extension_with_utf8_for_text(name: str, contentType: str) -> None:
+    assert documents.contentTypeOf(name) == contentType
+
+
+def test_javascript_is_served_as_utf8(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(documents.mimetypes, "guess_type",
+                        lambda name: ("application/javascript", None))
+    assert documents.contentTypeOf("x.mjs") == "application/javascript; charset=utf-8"
 
 
 # The document store and its change records

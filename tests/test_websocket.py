@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from urllib.parse import quote
 
 from conftest import Docs, Server, compact, parseItem, rawHandshake
 
@@ -84,6 +85,18 @@ def test_selector_with_markup_characters_is_escaped(docs: Docs, watch) -> None:
     assert parseItem(raw).selector == selector
 
 
+def test_url_with_markup_characters_is_escaped(docs: Docs, watch) -> None:
+    name = 'a<b&c"d.html'
+    docs.write(name, '<!DOCTYPE html><html><body><p id="p">x</p></body></html>')
+    path = docs.url(quote(name))
+    w = watch(path)
+    docs.server.select("PUT", path, "#p", '<p id="p">y</p>')
+    raw = w.recv()
+    assert f'<span itemprop="url">{docs.url("a&lt;b&amp;c&quot;d.html")}</span>' in raw
+    item = parseItem(raw)
+    assert (item.url, item.selector, item.content) == (docs.url(name), "#p", '<p id="p">y</p>')
+
+
 def test_whole_document_put_and_delete_notify(docs: Docs, watch) -> None:
     w = watch(docs.url("doc.html"))
     html = "<!DOCTYPE html><html><body><p>new</p></body></html>"
@@ -141,6 +154,18 @@ def test_subscription_sees_an_element_the_change_creates(docs: Docs, watch) -> N
     w.subscribe(selector="#fresh")
     docs.server.select("POST", docs.url("doc.html"), "#content", '<span id="fresh">new</span>')
     assert w.item().method == "POST"
+
+
+def test_selector_subscription_sees_the_delete_of_the_element_it_watches(
+    docs: Docs, watch
+) -> None:
+    w = watch(docs.url("doc.html"))
+    w.subscribe(selector="#a")
+    docs.server.select("DELETE", docs.url("doc.html"), "#b")
+    w.nothing()
+    docs.server.select("DELETE", docs.url("doc.html"), "#a")
+    item = w.item()
+    assert (item.method, item.selector, item.content) == ("DELETE", "#a", '<li class="item" id="a">A</li>')
 
 
 def test_explicit_subscribe_replaces_the_implicit_watch(docs: Docs, watch) -> None:
@@ -313,6 +338,43 @@ def test_permessage_deflate_is_negotiated_when_offered(docs: Docs, watch) -> Non
     assert "permessage-deflate" in w.connection.response.headers["Sec-WebSocket-Extensions"]
     docs.server.select("PUT", docs.url("doc.html"), "#content", '<div id="content">' + "z" * 5000 + "</div>")
     assert w.item().content.count("z") == 5000
+
+
+def readRawFrame(sock) -> bytes:
+    """One whole server frame, header included, as it came off the wire."""
+    data = b""
+    while True:
+        if len(data) >= 2:
+            n, head = data[1] & 0x7F, 2
+            if n == 126 and len(data) >= 4:
+                n, head = int.from_bytes(data[2:4], "big"), 4
+            if n != 126 and len(data) >= head + n:
+                assert len(data) == head + n, "one frame expected"
+                return data
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        data += chunk
+
+
+def test_deflate_watchers_get_one_shared_compressed_frame(docs: Docs) -> None:
+    offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    opened = [rawHandshake(docs.server, docs.url("doc.html"), offer) for _ in range(2)]
+    try:
+        for _, head in opened:
+            extensions = [line for line in head.decode().lower().split("\r\n")
+                          if line.startswith("sec-websocket-extensions:")]
+            assert extensions and "server_no_context_takeover" in extensions[0]
+            assert "client_max_window_bits=9" in extensions[0]
+        docs.server.select("PUT", docs.url("doc.html"), "#content", '<div id="content">' + "z" * 500 + "</div>")
+        frames = [readRawFrame(sock) for sock, _ in opened]
+        assert frames[0] == frames[1]
+        assert frames[0][0] == 0xC1  # FIN, RSV1 (compressed), text
+        head = 4 if frames[0][1] & 0x7F == 126 else 2
+        text = zlib.decompressobj(-15).decompress(frames[0][head:] + b"\x00\x00\xff\xff").decode()
+        assert parseItem(text).content.count("z") == 500
+    finally:
+        for sock, _ in opened:
+            sock.close()
 
 
 def test_plain_http_on_the_same_url_is_still_a_document(docs: Docs) -> None:

@@ -143,6 +143,17 @@ def test_origin_outside_the_allow_list_gets_403(tmp_path_factory) -> None:
             assert head.startswith(b"HTTP/1.1 " + status), (origin, head)
 
 
+def test_allowed_origin_on_another_port_gets_403(tmp_path_factory) -> None:
+    for server in serverWith(tmp_path_factory, "--allow-origin", "https://good.example"):
+        for origin, status in [("https://good.example:8443", b"403"),
+                               ("https://good.example:443", b"403"),
+                               ("http://good.example", b"403"),
+                               ("https://good.example", b"101")]:
+            sock, head = rawHandshake(server, "/d.html", {"Origin": origin})
+            sock.close()
+            assert head.startswith(b"HTTP/1.1 " + status), (origin, head)
+
+
 def test_unanswered_pings_drop_the_connection(tmp_path_factory) -> None:
     for server in serverWith(tmp_path_factory, "--ping-interval", "0.3", "--ping-timeout", "0.6"):
         sock, head = rawHandshake(server, "/d.html")
@@ -171,17 +182,34 @@ def test_compression_can_be_refused(tmp_path_factory) -> None:
         assert "Sec-WebSocket-Extensions" not in w.connection.response.headers
 
 
-def test_slow_reader_is_closed_and_others_are_not_delayed(tmp_path_factory) -> None:
-    for server in serverWith(tmp_path_factory, "--max-backlog", "200000", "--no-fsync"):
+def test_slow_reader_is_closed_and_others_are_not_delayed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A client that stops reading is closed with 1008 once the bytes queued for it
+    pass --max-backlog; a reading client meanwhile gets every item at once. The
+    server's kernel send buffer is made small (L{tests.smallsendbuffer}) so that
+    the queued bytes stay where the limit sees them: without that the kernel would
+    swallow about two megabytes before any limit could apply."""
+    root = tmp_path_factory.mktemp("root")
+    (root / "d.html").write_text(DOC)
+    server = Server(root, "--max-backlog", "100000", "--no-fsync",
+                    module="tests.smallsendbuffer").start()
+    try:
         slow, head = rawHandshake(server, "/d.html", receiveBuffer=4096)
         assert head.startswith(b"HTTP/1.1 101")
         fast = Watcher(server, "/d.html", compression=None, max_size=None)
-        block = "y" * 50_000
-        for i in range(40):
+        block = "y" * 20_000
+        for i in range(10):
             server.select("PUT", "/d.html", "#content", f"<div id=content>{i}{block}</div>")
             assert fast.item(timeout=5).content.startswith(f'<div id="content">{i}y')
-        assert closeCodeOf(slow) in (1008, None)
+        assert closeCodeOf(slow) == 1008
         slow.close()
+        assert "closing slow consumer" in server.output()
+        server.select("PUT", "/d.html", "#content", "<div id=content>after</div>")
+        assert fast.item(timeout=5).content == '<div id="content">after</div>'
+        fast.close()
+    finally:
+        server.stop()
 
 
 def test_shutdown_closes_every_websocket_with_1001(tmp_path_factory) -> None:
@@ -224,3 +252,45 @@ def test_subscriptions_over_the_limit_are_refused(tmp_path_factory) -> None:
         w.send({"action": "unsubscribe", "selector": "#l"})
         assert w.json()["type"] == "unsubscribed"
         assert w.subscribe(selector="body")["type"] == "subscribed"
+
+
+@pytest.fixture(scope="module")
+def headerDeadline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serverWith(tmp_path_factory, "--header-timeout", "1")
+
+
+def test_slowloris_connection_is_closed_at_the_header_deadline(headerDeadline: Server) -> None:
+    head = b"GET /d.html HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 500 + b"\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", headerDeadline.port), timeout=5)
+    sock.settimeout(0.1)
+    closed = False
+    try:
+        for byte in head[:60]:  # one byte per 100 ms: 6 s, each byte resetting any idle timer
+            try:
+                sock.sendall(bytes([byte]))
+                closed = sock.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+            if closed:
+                break
+    finally:
+        sock.close()
+    assert closed
+
+
+def test_prompt_requests_are_not_affected_by_the_header_deadline(headerDeadline: Server) -> None:
+    sock = socket.create_connection(("127.0.0.1", headerDeadline.port), timeout=5)
+    try:
+        for _ in range(2):  # a keep-alive connection idle longer than the deadline between requests
+            sock.sendall(b"GET /d.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            response = b""
+            while b"</html>" not in response:
+                chunk = sock.recv(65536)
+                assert chunk, "closed"
+                response += chunk
+            assert response.startswith(b"HTTP/1.1 200")
+            time.sleep(1.5)
+    finally:
+        sock.close()

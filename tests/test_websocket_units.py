@@ -1,13 +1,142 @@
 """
 The WebSocket side's own machinery without sockets, on a C{task.Clock}: the rate
-limiter's token bucket and the protocol timers that replace txaio's batched timer.
+limiter's token bucket and the timer wheel that replaces txaio's batched timer.
 """
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
+import base64
+import os
+from dataclasses import replace
 
-from rustybeam.websocket import ReactorTimer, WebSocketOptions, _Bucket
+from twisted.internet import abstract
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import clientFrame
+from twisted.web.test.requesthelper import DummyRequest
+
+from rustybeam import markup, selectors
+from rustybeam.changes import Change
+from rustybeam.documents import DocumentStore, StoreOptions
+from rustybeam.errors import Problem
+from rustybeam.notifier import Delivery, DocumentChangeNotifier
+from rustybeam.websocket import (
+    DocumentWebSocketFactory,
+    DocumentWebSocketProtocol,
+    WebSocketOptions,
+    WebSocketUpgrade,
+    isUpgrade,
+    _Bucket,
+)
+from rustybeam.timers import TimerWheel
+from rustybeam.wire import Wire
+
+
+def pendingBytes(transport: object) -> int:
+    """What the connection's wire counts as not yet taken by the kernel."""
+    return Wire(transport).pending()
+
+
+class _Reactor(Clock):
+    """A clock that also takes (and ignores) reader and writer registrations."""
+
+    def addWriter(self, writer: object) -> None:
+        pass
+
+    def removeWriter(self, writer: object) -> None:
+        pass
+
+    def addReader(self, reader: object) -> None:
+        pass
+
+    def removeReader(self, reader: object) -> None:
+        pass
+
+
+class Unsent(abstract.FileDescriptor):
+    """A Twisted transport whose peer never reads: everything written stays queued
+    in Twisted's own buffer, as it does for a slow consumer."""
+
+    def __init__(self, reactor: _Reactor) -> None:
+        super().__init__(reactor)
+        self.connected = 1
+
+    def writeSomeData(self, data: bytes) -> int:
+        return 0
+
+    def getPeer(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 40000)
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 3000)
+
+
+def test_pending_bytes_counts_what_the_transport_has_not_yet_written() -> None:
+    transport = Unsent(_Reactor())
+    assert pendingBytes(transport) == 0
+    transport.write(b"x" * 100)
+    transport.write(b"y" * 20)
+    assert pendingBytes(transport) == 120
+    transport.dataBuffer, transport.offset = b"z" * 50, 30
+    assert pendingBytes(transport) == 20 + 120
+    wrapper = ProtocolWrapper(WrappingFactory(Factory.forProtocol(Protocol)), Protocol())
+    wrapper.makeConnection(transport)
+    assert pendingBytes(wrapper) == 140
+
+
+def openConnection(limit: int, store: object = None, httpRequest: object = None,
+                   **options: object
+                   ) -> tuple[DocumentWebSocketProtocol, Unsent, DocumentChangeNotifier]:
+    """A protocol past its opening handshake on an L{Unsent} transport."""
+    clock = _Reactor()
+    notifier = DocumentChangeNotifier()
+    settings = WebSocketOptions(maxBacklogBytes=limit, autoPingInterval=0, **options)  # type: ignore[arg-type]
+    factory = DocumentWebSocketFactory(store, notifier, settings, clock)  # type: ignore[arg-type]
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    if httpRequest is not None:
+        protocol.httpRequest = httpRequest
+    transport = Unsent(clock)
+    protocol.makeConnection(transport)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.dataReceived(
+        "GET /d.html HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
+    return protocol, transport, notifier
+
+
+def test_slow_consumer_limit_counts_the_bytes_already_queued() -> None:
+    """An item is sent while what is queued plus the item fits in the backlog limit;
+    the item that would pass it closes the connection with 1008 instead."""
+    item = lambda n: Change("PUT", "/d.html", "#a", n, "x" * 1000)  # noqa: E731
+    frame = len(Delivery(item(1)).message().payloadHybi)
+    protocol, transport, notifier = openConnection(limit=10**9)
+    handshake = pendingBytes(transport)
+    assert handshake > 0
+    protocol.factory.options = replace(protocol.factory.options,
+                                       maxBacklogBytes=handshake + 2 * frame)
+    notifier.changed(item(1))
+    notifier.changed(item(2))
+    assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
+    assert pendingBytes(transport) == handshake + 2 * frame
+    notifier.changed(item(3))
+    assert protocol.state == DocumentWebSocketProtocol.STATE_CLOSING
+    queued = b"".join(transport._tempDataBuffer)
+    assert pendingBytes(transport) == len(queued)
+    close = queued[handshake + 2 * frame:]
+    assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == 1008
+    assert notifier.watchers == 0
 
 
 def test_bucket_allows_a_burst_then_the_sustained_rate() -> None:
@@ -35,7 +164,7 @@ def test_bucket_forgives_strikes_once_it_has_filled_up_again() -> None:
 def test_protocol_timers_fire_exactly_on_time() -> None:
     clock = Clock()
     fired: list[float] = []
-    ReactorTimer(clock).call_later(0.5, lambda: fired.append(clock.seconds()))
+    TimerWheel(clock).call_later(0.5, lambda: fired.append(clock.seconds()))
     clock.advance(0.49)
     assert fired == []
     clock.advance(0.01)
@@ -44,12 +173,52 @@ def test_protocol_timers_fire_exactly_on_time() -> None:
 
 def test_cancelling_a_timer_that_already_fired_is_harmless() -> None:
     clock = Clock()
-    call = ReactorTimer(clock).call_later(1, lambda: None)
+    call = TimerWheel(clock).call_later(1, lambda: None)
     clock.advance(1)
     call.cancel()
-    cancelled = ReactorTimer(clock).call_later(1, lambda: (_ for _ in ()).throw(AssertionError))
+    cancelled = TimerWheel(clock).call_later(1, lambda: (_ for _ in ()).throw(AssertionError))
     cancelled.cancel()
     clock.advance(2)
+
+
+def test_timers_are_never_early_and_at_most_one_tick_late() -> None:
+    clock = Clock()
+    clock.advance(0.123)
+    wheel = TimerWheel(clock, resolution=0.05)
+    fired: list[float] = []
+    wheel.call_later(2, lambda: fired.append(clock.seconds()))
+    clock.advance(1.99)
+    clock.advance(0.0069)
+    assert fired == []
+    clock.advance(0.05)
+    assert len(fired) == 1 and 2.123 <= fired[0] <= 2.173 + 1e-9
+
+
+def test_many_timers_share_one_reactor_call() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock)
+    fired: list[int] = []
+    timers = [wheel.call_later(10 + i * 0.001, fired.append, i) for i in range(1000)]
+    assert len(clock.getDelayedCalls()) == 1
+    for timer in timers[::2]:
+        timer.cancel()
+    assert len(wheel) == 500
+    clock.advance(11)
+    assert sorted(fired) == list(range(1, 1000, 2))
+    assert clock.getDelayedCalls() == [] and len(wheel) == 0
+
+
+def test_an_earlier_timer_rearms_the_wheel() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock)
+    fired: list[str] = []
+    wheel.call_later(30, fired.append, "ping")
+    wheel.call_later(1, fired.append, "pong timeout")
+    clock.advance(1)
+    assert fired == ["pong timeout"]
+    clock.advance(29)
+    assert fired == ["pong timeout", "ping"]
+    assert clock.getDelayedCalls() == []
 
 
 def test_default_limits_are_safe() -> None:
@@ -76,3 +245,368 @@ def test_waiting_for_connections_to_close_gives_up_after_the_timeout() -> None:
     stuck = factory.whenClosed(5)
     clock.advance(5)
     assert stuck.called
+
+
+def test_allowed_origin_matches_scheme_host_and_port() -> None:
+    from rustybeam.notifier import DocumentChangeNotifier
+    from rustybeam.websocket import DocumentWebSocketFactory
+
+    options = WebSocketOptions(allowedOrigins=("https://good.example", "http://*.trusted.example"))
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(), options, Clock())  # type: ignore[arg-type]
+    assert factory.originAllowed("https://good.example")
+    assert factory.originAllowed("HTTPS://Good.Example")
+    assert factory.originAllowed("http://app.trusted.example")
+    assert factory.originAllowed(None)
+    assert not factory.originAllowed("https://good.example:8443")
+    assert not factory.originAllowed("http://good.example")
+    assert not factory.originAllowed("https://evil.example")
+    assert not factory.originAllowed("http://app.trusted.example:8080")
+
+
+# The command protocol, in process: client frames in, server frames out
+
+
+class Client:
+    """Drives one in-process connection: sends client frames, reads server frames."""
+
+    def __init__(self, tmp_path: Path, **options: object) -> None:
+        (tmp_path / "d.html").write_text(
+            "<!DOCTYPE html><html><body><h1 id=t>T</h1><ul id=l><li id=a>A</li></ul></body></html>")
+        (tmp_path / "s.css").write_text("p {}")
+        self.store = DocumentStore(str(tmp_path), options=StoreOptions(fsync=False))
+        self.protocol, self.transport, self.notifier = openConnection(
+            10**9, self.store, **options)
+        self.read = len(b"".join(self.transport._tempDataBuffer))
+
+    def send(self, message: object, binary: bool = False) -> None:
+        text = message if isinstance(message, (str, bytes)) else json.dumps(message)
+        data = text.encode() if isinstance(text, str) else text
+        self.protocol.dataReceived(clientFrame(zlib.compress(data) if binary else data,
+                                               2 if binary else 1))
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        """The frames the server wrote since the last call: (opcode, payload)."""
+        data = b"".join(self.transport._tempDataBuffer)
+        new, self.read = data[self.read:], len(data)
+        out = []
+        while new:
+            n, start = new[1] & 0x7F, 2
+            if n == 126:
+                n, start = int.from_bytes(new[2:4], "big"), 4
+            elif n == 127:
+                n, start = int.from_bytes(new[2:10], "big"), 10
+            out.append((new[0] & 0x0F, new[start:start + n]))
+            new = new[start + n:]
+        return out
+
+    def replies(self) -> list[dict[str, object]]:
+        out = []
+        for opcode, payload in self.frames():
+            assert opcode in (1, 2), opcode
+            out.append(json.loads(zlib.decompress(payload) if opcode == 2 else payload))
+        return out
+
+    def reply(self, message: object, binary: bool = False) -> dict[str, object]:
+        self.send(message, binary)
+        (answer,) = self.replies()
+        return answer
+
+    def change(self, css: str, sequence: int = 1) -> None:
+        self.notifier.changed(change(css, sequence))
+
+
+def change(css: str, sequence: int = 1, url: str = "/d.html") -> Change:
+    before = markup.parseDocument(
+        "<html><body><h1 id=t>T</h1><ul id=l><li id=a>A</li></ul></body></html>")
+    after = markup.copyTree(before)
+    removed = tuple(selectors.compile(css).select(before.getroot()))
+    inserted = tuple(selectors.compile(css).select(after.getroot()))
+    return Change("PUT", url, css, sequence, "x", before, after, removed, inserted,
+                  tuple(e.getparent() for e in inserted))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Client:
+    return Client(tmp_path)
+
+
+def test_a_new_connection_watches_its_whole_document(client: Client) -> None:
+    client.change("#t")
+    ((opcode, payload),) = client.frames()
+    assert opcode == 1 and payload.startswith(b"<div itemscope")
+
+
+def test_subscribing_replaces_the_implicit_watch_and_is_acknowledged(client: Client) -> None:
+    sequence = client.store.sequence("/d.html")
+    assert client.reply({"action": "subscribe", "selector": "#a"}) == {
+        "type": "subscribed", "url": "/d.html", "selector": "#a", "sequence": sequence}
+    client.change("#t")
+    assert client.frames() == []
+    client.change("#a")
+    assert len(client.frames()) == 1
+    assert client.reply({"action": "subscribe", "url": "/d.html"})["selector"] is None
+    client.change("#t")
+    assert len(client.frames()) == 1
+
+
+@pytest.mark.parametrize("message, code", [
+    ("not json", "bad-json"),
+    ("[1, 2]", "bad-json"),
+    (b"\xff\xfe", "bad-json"),
+    ({"action": "dance"}, "unknown-action"),
+    ({"url": "/d.html"}, "unknown-action"),
+    ({"action": "subscribe", "url": 7}, "bad-url"),
+    ({"action": "subscribe", "url": "/../x.html"}, "bad-url"),
+    ({"action": "subscribe", "selector": 7}, "bad-selector"),
+    ({"action": "subscribe", "selector": "div["}, "bad-selector"),
+    ({"action": "subscribe", "since": -1}, "bad-since"),
+    ({"action": "subscribe", "since": True}, "bad-since"),
+    ({"action": "subscribe", "since": "1"}, "bad-since"),
+    ({"action": "subscribe", "url": "/s.css", "selector": "p"}, "not-html"),
+    ({"action": "unsubscribe", "url": 7}, "bad-url"),
+])
+def test_a_bad_command_gets_an_error_and_the_connection_stays_open(
+    client: Client, message: object, code: str
+) -> None:
+    client.send(message, binary=isinstance(message, bytes))
+    (answer,) = client.replies()
+    assert (answer["type"], answer["error"]) == ("error", code)
+    assert isinstance(answer["message"], str) and answer["message"]
+    assert client.protocol.state == DocumentWebSocketProtocol.STATE_OPEN
+    assert client.reply({"action": "subscribe"})["type"] == "subscribed"
+
+
+def test_an_unknown_action_is_named_in_the_error(client: Client) -> None:
+    assert client.reply({"action": "x" * 100})["message"] == f"unknown action: {'x' * 64!r}"
+
+
+def test_unsubscribing_says_how_many_subscriptions_ended(client: Client) -> None:
+    client.reply({"action": "subscribe", "selector": "#a"})
+    client.reply({"action": "subscribe", "selector": "#t"})
+    assert client.reply({"action": "unsubscribe", "selector": "#a"}) == {
+        "type": "unsubscribed", "url": "/d.html", "selector": "#a", "ended": 1}
+    client.change("#a")
+    assert client.frames() == []
+    assert client.reply({"action": "unsubscribe"})["ended"] == 1
+    client.change("#t")
+    assert client.frames() == []
+
+
+def test_unsubscribing_the_connection_document_ends_the_implicit_watch(client: Client) -> None:
+    assert client.reply({"action": "unsubscribe"})["ended"] == 1
+    client.change("#t")
+    assert client.frames() == []
+    client.reply({"action": "subscribe", "selector": "#t"})
+    client.change("#t")
+    assert len(client.frames()) == 1
+
+
+def test_subscriptions_over_the_limit_are_refused_with_an_error(tmp_path: Path) -> None:
+    client = Client(tmp_path, maxSubscriptions=1)
+    assert client.reply({"action": "subscribe", "selector": "#a"})["type"] == "subscribed"
+    refused = client.reply({"action": "subscribe", "selector": "#t"})
+    assert (refused["error"], refused["message"]) == ("too-many-subscriptions",
+                                                      "at most 1 subscriptions")
+
+
+def test_a_binary_command_is_answered_and_then_served_in_compact_frames(client: Client) -> None:
+    assert client.reply({"action": "subscribe"}, binary=True)["type"] == "subscribed"
+    client.change("#t")
+    ((opcode, payload),) = client.frames()
+    assert opcode == 2 and zlib.decompress(payload).startswith(b"<div itemscope")
+    client.send({"action": "dance"})
+    ((opcode, _),) = client.frames()
+    assert opcode == 2
+
+
+def test_a_bad_binary_frame_is_an_error(client: Client) -> None:
+    client.protocol.dataReceived(clientFrame(b"not zlib", 2))
+    answer = json.loads(zlib.decompress(client.frames()[0][1]))
+    assert answer["error"] == "bad-binary"
+    assert answer["message"].startswith("binary frames must be zlib JSON: ")
+
+
+def test_excess_messages_are_refused_then_persistent_abuse_is_closed_with_1008(
+    tmp_path: Path
+) -> None:
+    client = Client(tmp_path, messagesPerSecond=1.0, messageBurst=2, rateLimitStrikes=2)
+    for _ in range(2):
+        assert client.reply({"action": "subscribe"})["type"] == "subscribed"
+    for _ in range(2):
+        refused = client.reply({"action": "subscribe"})
+        assert (refused["error"], refused["message"]) == ("rate-limited",
+                                                          "too many messages; slow down")
+    client.send({"action": "subscribe"})
+    ((opcode, payload),) = client.frames()
+    assert opcode == 8 and int.from_bytes(payload[:2], "big") == 1008
+    assert payload[2:] == b"message rate limit exceeded"
+
+
+def test_a_resumed_subscription_replays_what_was_missed_or_says_reset(client: Client) -> None:
+    client.reply({"action": "subscribe", "selector": "#a"})
+    for n in (1, 2):
+        client.change("#a", sequence=n)
+    client.frames()
+    client.protocol.factory.store._sequences["/d.html"] = 2
+    answer = client.reply({"action": "subscribe", "selector": "#l", "since": 2})
+    assert answer["sequence"] == 2
+    client.send({"action": "subscribe", "selector": "#t", "since": 7})
+    acknowledged, reset = client.replies()
+    assert acknowledged["type"] == "subscribed"
+    assert reset == {"type": "reset", "url": "/d.html", "sequence": 2}
+    client.change("#a", sequence=3)
+    ((_, payload),) = client.frames()
+    assert b'<span itemprop="sequence">3</span>' in payload
+
+
+def test_a_replay_does_not_repeat_what_the_connection_already_had(tmp_path: Path) -> None:
+    client = Client(tmp_path)
+    client.protocol.sequenced = True
+    for n in (1, 2):
+        client.change("#a", sequence=n)
+    assert len(client.frames()) == 2
+    client.protocol.factory.store._sequences["/d.html"] = 2
+    client.send({"action": "subscribe", "selector": "#a", "since": 0})
+    assert [opcode for opcode, _ in client.frames()] == [1]
+
+
+class Refusing:
+    key = "nobody"
+
+    def mayRead(self, url: str, selector: str | None, tree: object) -> bool:
+        self.asked = (url, selector, tree is not None)
+        return False
+
+
+def test_a_viewer_may_subscribe_only_to_what_it_may_read(client: Client) -> None:
+    viewer = Refusing()
+    client.protocol.viewer = viewer  # type: ignore[assignment]
+    refused = client.reply({"action": "subscribe", "selector": "#a"})
+    assert (refused["error"], refused["message"]) == ("forbidden", "not allowed to read /d.html")
+    assert viewer.asked == ("/d.html", "#a", True)
+    client.reply({"action": "subscribe"})
+    assert viewer.asked == ("/d.html", None, False)
+
+
+def test_going_away_closes_with_1001(client: Client) -> None:
+    client.protocol.goAway()
+    ((opcode, payload),) = client.frames()
+    assert (opcode, int.from_bytes(payload[:2], "big"), payload[2:]) == (
+        8, 1001, b"server shutting down")
+    client.protocol.goAway()
+    assert client.frames() == []
+
+
+def test_a_closing_connection_gets_no_more_items(client: Client) -> None:
+    client.protocol.goAway()
+    client.frames()
+    client.change("#t")
+    assert client.frames() == []
+
+
+def test_connections_over_a_limit_are_refused_with_503() -> None:
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(maxConnections=3,
+                                                        maxConnectionsPerAddress=2), Clock())
+    factory.admit("10.0.0.1")
+    opened = [factory.connect("10.0.0.1", "/d.html", None) for _ in range(2)]
+    with pytest.raises(Problem) as e:
+        factory.admit("10.0.0.1")
+    assert (e.value.status, e.value.message) == (
+        503, "connection limit reached: too many connections from your address")
+    factory.connect("10.0.0.2", "/d.html", None)
+    with pytest.raises(Problem) as e:
+        factory.admit("10.0.0.3")
+    assert e.value.message == "connection limit reached: server is full"
+    factory.release(opened[0])
+    factory.admit("10.0.0.1")
+    factory.release(opened[0])
+    assert factory.perAddress == {"10.0.0.1": 1, "10.0.0.2": 1}
+    factory.release(opened[1])
+    assert factory.perAddress == {"10.0.0.2": 1}
+
+
+def upgradeRequest(**headers: str) -> DummyRequest:
+    request = DummyRequest([b"d.html"])
+    request.client = IPv4Address("TCP", "192.0.2.7", 5555)
+    for name, value in headers.items():
+        request.requestHeaders.setRawHeaders(name.replace("_", "-").encode(), [value.encode()])
+    return request
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("websocket", True), ("WebSocket", True), ("keep-alive, websocket", True),
+    (" h2c ,websocket ", True), ("h2c", False), ("websockets", False),
+])
+def test_an_upgrade_is_recognised_by_its_websocket_token(value: str, expected: bool) -> None:
+    assert isUpgrade(upgradeRequest(upgrade=value)) is expected
+
+
+def test_a_request_without_upgrade_is_not_one() -> None:
+    assert not isUpgrade(upgradeRequest())
+
+
+def test_an_upgrade_is_checked_for_version_origin_and_limits() -> None:
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(allowedOrigins=("https://good.example",),
+                                                        maxConnectionsPerAddress=1), Clock())
+    check = WebSocketUpgrade(factory).check
+    for request, status in [
+        (upgradeRequest(sec_websocket_version="8"), 426),
+        (upgradeRequest(), 426),
+        (upgradeRequest(sec_websocket_version="13", origin="https://evil.example"), 403),
+    ]:
+        with pytest.raises(Problem) as e:
+            check(request)
+        assert e.value.status == status
+    check(upgradeRequest(sec_websocket_version="13", origin="https://good.example"))
+    check(upgradeRequest(sec_websocket_version="13"))
+    factory.connect("192.0.2.7", "/d.html", None)
+    with pytest.raises(Problem) as e:
+        check(upgradeRequest(sec_websocket_version="13"))
+    assert e.value.status == 503
+
+
+def test_a_transport_without_a_buffer_has_nothing_pending() -> None:
+    from types import SimpleNamespace
+
+    from twisted.internet.testing import StringTransport
+
+    assert pendingBytes(StringTransport()) == 0
+    assert pendingBytes(SimpleNamespace(dataBuffer=b"abc")) == 3
+
+
+class Site:
+    def __init__(self) -> None:
+        self.logged: list[tuple[int, int]] = []
+
+    def log(self, request: DummyRequest) -> None:
+        self.logged.append((request.code, request.sentLength))
+
+
+def test_the_opening_handshake_is_written_to_the_access_log_once() -> None:
+    from types import SimpleNamespace
+
+    site = Site()
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=site)
+    protocol, transport, _ = openConnection(10**9, httpRequest=request)
+    assert site.logged == [(101, 0)]
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert site.logged == [(101, 0)]
+
+
+def test_a_handshake_that_never_opens_is_logged_as_400() -> None:
+    from types import SimpleNamespace
+
+    site = Site()
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=site)
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(autoPingInterval=0), _Reactor())
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    protocol.httpRequest = request
+    protocol.makeConnection(Unsent(factory.clock))  # type: ignore[arg-type]
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert site.logged == [(400, 0)]
+    assert factory.open == set() and factory.notifier.watchers == 0

@@ -16,15 +16,21 @@
 // The publisher is an HTTP `PUT /doc.html` with `Range: selector=#x`; its body carries
 // a sequence number, so every StreamItem is matched to the PUT that caused it.
 // Latency = subscriber receive time - time the PUT was handed to Node's http client,
-// both performance.now() in this process. Server CPU = utime+stime of /proc/PID/stat
+// both CLOCK_MONOTONIC (process.hrtime). Server CPU = utime+stime of /proc/PID/stat
 // (all threads, including the fsync worker thread) and the sum of the threads'
 // schedstat, read before each measured phase and 200 ms after it ends.
+// With --sinks K, K more Node processes (this script with --role sink) hold their share
+// of the subscribers, so that one process's receive loop does not bound the figures at
+// large N; they time receipts on the same monotonic clock (CLOCK_MONOTONIC) and report
+// them at the end of each phase.
 // Prints one JSON line on stdout.
 'use strict';
 const WebSocket = require('ws');
 const http = require('http');
 const fs = require('fs');
-const { performance } = require('perf_hooks');
+const { fork } = require('child_process');
+// CLOCK_MONOTONIC in ms: the same clock in every process of the harness
+const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 const A = {};
 for (let i = 2; i < process.argv.length; i += 2) A[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
@@ -43,11 +49,97 @@ const IDLE_MS = +(A['idle-ms'] || 1000);
 const CLK_TCK = +(A['clk-tck'] || 100);
 const PAD = +(A.pad || 40);
 const PATH = A.path || '/doc.html';
+const DEFLATE = A.deflate === '1';   // subscribers offer permessage-deflate (as browsers do)
+const SINKS = +(A.sinks || 0);       // extra subscriber processes
+const MARK = Buffer.from('seq=');
+const seqOf = (data) => {
+  const at = data.indexOf(MARK);
+  if (at < 0) return -1;
+  let s = 0;
+  for (let k = at + 4; k < at + 12; k++) s = s * 10 + (data[k] - 48);
+  return s;
+};
+function open(onMessage) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${A.port}${A.path || '/doc.html'}`, { perMessageDeflate: DEFLATE, skipUTF8Validation: true });
+    ws.on('open', () => resolve(ws));
+    ws.on('error', reject);
+    ws.on('message', onMessage);
+  });
+}
+async function openMany(clients, n, onMsg) {
+  let next = clients.length;
+  const worker = async () => { while (next < n) { const i = next++; clients[i] = await open((d) => onMsg(i, d)); } };
+  await Promise.all(Array.from({ length: Math.min(50, Math.max(0, n - clients.length)) }, worker));
+}
+
+if (A.role === 'sink') {
+  // One share of the subscribers: report when all of them have an item, and the
+  // receipt times when asked.
+  const clients = [];
+  let base = 0, pos = null, order = null, ooo = 0, cnt = null, rs = [], rt = [];
+  const onMsg = (i, data) => {
+    const t = now();
+    const s = seqOf(data) - base;
+    if (s < 0 || cnt === null || s >= cnt.length) return;
+    const p = pos[i]++;
+    if (order[p] < 0) order[p] = s; else if (order[p] !== s) ooo++;
+    rs.push(s); rt.push(t);
+    if (++cnt[s] === clients.length) process.send({ done: s, n: clients.length, t });
+  };
+  process.on('message', async (m) => {
+    if (m.open !== undefined) { await openMany(clients, m.open, onMsg); process.send({ opened: clients.length }); }
+    else if (m.reset !== undefined) {
+      base = m.reset; cnt = new Int32Array(m.perLevel); pos = new Int32Array(clients.length);
+      order = new Int32Array(m.perLevel).fill(-1); ooo = 0; rs = []; rt = [];
+      process.send({ reset: true });
+    } else if (m.collect !== undefined) {
+      const lat = [], keepS = [], keepT = [];
+      for (let k = 0; k < rs.length; k++) {
+        const s = rs[k];
+        if (s >= m.from && s < m.to) lat.push(rt[k] - m.sendT[s - m.from]); else { keepS.push(s); keepT.push(rt[k]); }
+      }
+      rs = keepS; rt = keepT;
+      process.send({ lat, ooo });
+    } else if (m.exit) { for (const c of clients) c.terminate(); setTimeout(() => process.exit(0), 50); }
+  });
+  return;
+}
 const HOST = '127.0.0.1';
 const PER_LEVEL = WARMUP + PACED_MAX + BURST_MAX;
 let PACED = PACED_MAX, INTERVAL = INTERVAL_MIN, BURST_TOTAL = BURST_MAX; // per level
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sinks = [];
+for (let k = 0; k < SINKS; k++) {
+  const child = fork(__filename, process.argv.slice(2).concat(['--role', 'sink']),
+                     { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  child.on('message', (m) => {
+    if (m.done !== undefined) sinkDone(m);
+    else if (child.pending) { const r = child.pending; child.pending = null; r(m); }
+  });
+  sinks.push(child);
+}
+const ask = (child, msg) => new Promise((r) => { child.pending = r; child.send(msg); });
+function sinkDone(m) {             // a sink's share of the subscribers all have item m.done
+  const s = m.done;
+  if (s < 0 || s >= PER_LEVEL) return;
+  const P = phases[phaseOf[s]];
+  delivered += m.n;
+  if (m.t > P.lastRecv) P.lastRecv = m.t;
+  if (phaseOf[s] === 0 && m.t > P.lastRecvOf[s]) P.lastRecvOf[s] = m.t;
+  check();
+}
+async function collect(idx) {      // the sinks' receipt times of phase idx, as latencies
+  const lo = idx === 0 ? 0 : idx === 1 ? WARMUP : WARMUP + PACED;
+  const hi = idx === 0 ? WARMUP : idx === 1 ? WARMUP + PACED : PER_LEVEL;
+  const P = phases[idx];
+  for (const c of sinks) {
+    const m = await ask(c, { collect: idx, from: lo, to: hi, sendT: Array.from(sendT.subarray(lo, hi)) });
+    for (const v of m.lat) P.lat[P.count++] = v;
+    if (idx === 2) ooo += m.ooo;
+  }
+}
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
 // ---- per-level state -------------------------------------------------------------
@@ -72,14 +164,11 @@ function setPhases(paced) {
   PACED = paced;
   for (let s = 0; s < PER_LEVEL; s++) phaseOf[s] = s < WARMUP ? 0 : s < WARMUP + PACED ? 1 : 2;
 }
-const MARK = Buffer.from('seq=');
 function onMsg(i, data) {
-  const t = performance.now();
+  const t = now();
   if (i >= N) return;            // not part of this level (cannot happen: levels only grow)
-  const at = data.indexOf(MARK);
-  if (at < 0) return;            // not a StreamItem of ours
-  let s = 0;
-  for (let k = at + 4; k < at + 12; k++) s = s * 10 + (data[k] - 48);
+  let s = seqOf(data);
+  if (s < 0) return;             // not a StreamItem of ours
   s -= base;
   if (s < 0 || s >= PER_LEVEL) return; // a late item of a previous level
   if (!frameBytes) frameBytes = data.length;
@@ -87,8 +176,8 @@ function onMsg(i, data) {
   if (order[p] < 0) order[p] = s; else if (order[p] !== s) ooo++;
   const P = phases[phaseOf[s]];
   P.lat[P.count++] = t - sendT[s];
-  P.lastRecv = t;
-  if (phaseOf[s] === 0) P.lastRecvOf[s] = t;
+  if (t > P.lastRecv) P.lastRecv = t;
+  if (phaseOf[s] === 0 && t > P.lastRecvOf[s]) P.lastRecvOf[s] = t;
   delivered++;
   check();
 }
@@ -115,7 +204,7 @@ function put(s) {
   }, (res) => {
     res.resume();
     res.on('end', () => {
-      const t = performance.now();
+      const t = now();
       const P = phases[phaseOf[s]];
       if (res.statusCode >= 300) P.errors++;
       P.put[P.puts++] = t - sendT[s];
@@ -125,7 +214,7 @@ function put(s) {
     });
   });
   req.on('error', (e) => { console.error('PUT error', e.message); phases[phaseOf[s]].errors++; answered++; check(); });
-  sendT[s] = performance.now();
+  sendT[s] = now();
   req.end(body);
 }
 
@@ -152,12 +241,13 @@ function pct(arr, n) {
 }
 
 async function measured(idx, fn, puts) {
-  const c0 = serverCpu(), h0 = hcpu(), w0 = performance.now();
+  const c0 = serverCpu(), h0 = hcpu(), w0 = now();
   const ok = await fn();
-  const w1 = performance.now();
+  const w1 = now();
   const c1a = serverCpu(), h1 = hcpu();
   await sleep(200);
   const c1 = serverCpu();
+  await collect(idx);
   const P = phases[idx];
   const d = P.count;
   const r = {
@@ -182,15 +272,6 @@ async function measured(idx, fn, puts) {
   return r;
 }
 
-function open(onMessage) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://${HOST}:${PORT}${PATH}`, { perMessageDeflate: false, skipUTF8Validation: true });
-    ws.on('open', () => resolve(ws));
-    ws.on('error', reject);
-    ws.on('message', onMessage);
-  });
-}
-
 (async () => {
   const out = { levels: [], warmup: WARMUP, paced: PACED, interval_ms: INTERVAL, burst_total: BURST_TOTAL,
                 burst_size: BURST_SIZE, concurrency: CONCURRENCY, pad: PAD };
@@ -200,14 +281,13 @@ function open(onMessage) {
   for (let li = 0; li < LEVELS.length; li++) {
     const n = LEVELS[li];
     const L = { n };
-    const tc = performance.now();
-    let next = clients.length;
-    const worker = async () => {
-      while (next < n) { const i = next++; clients[i] = await open((d) => onMsg(i, d)); }
-    };
-    await Promise.all(Array.from({ length: Math.min(50, Math.max(0, n - clients.length)) }, worker));
-    L.connect_s = (performance.now() - tc) / 1e3;
+    const tc = now();
+    const share = Math.floor(n / (SINKS + 1));  // each sink's subscribers; the rest are ours
+    await Promise.all([openMany(clients, n - share * SINKS, onMsg), ...sinks.map((c) => ask(c, { open: share }))]);
+    L.connect_s = (now() - tc) / 1e3;
+    L.processes = SINKS + 1;
     resetLevel(n, li * PER_LEVEL);
+    await Promise.all(sinks.map((c) => ask(c, { reset: li * PER_LEVEL, perLevel: PER_LEVEL })));
     await sleep(500);
     L.server_rss_mb_connected = serverRssMB();
     const i0 = serverCpu();
@@ -219,6 +299,7 @@ function open(onMessage) {
     let wok = true;
     for (let s = 0; s < WARMUP; s++) { put(s); wok = (await waitFor(N * (s + 1), s + 1, 20000)) && wok; await sleep(5); }
     L.warmup_complete = wok;
+    await collect(0);
     const W = phases[0];
     const fan = new Float64Array(WARMUP);
     for (let s = 0; s < WARMUP; s++) fan[s] = N ? W.lastRecvOf[s] - sendT[s] : W.put[s];
@@ -231,9 +312,9 @@ function open(onMessage) {
     await sleep(300);
 
     L.paced_phase = await measured(1, async () => {
-      const t0 = performance.now();
+      const t0 = now();
       for (let j = 0; j < PACED; j++) {
-        const dly = t0 + j * INTERVAL - performance.now();
+        const dly = t0 + j * INTERVAL - now();
         if (dly > 0) await sleep(dly);
         put(WARMUP + j);
       }
@@ -244,7 +325,7 @@ function open(onMessage) {
     let firstSend = 0;
     L.burst_phase = await measured(2, async () => {
       let s = WARMUP + PACED_MAX, ok = true;
-      firstSend = performance.now();
+      firstSend = now();
       for (let b = 0; b < BURST_TOTAL / BURST_SIZE; b++) {
         for (let j = 0; j < BURST_SIZE; j++) put(s++);
         const sent = WARMUP + PACED + (s - WARMUP - PACED_MAX); // PUTs of this level so far
@@ -266,6 +347,7 @@ function open(onMessage) {
   }
   process.stdout.write(JSON.stringify(out) + '\n');
   for (const c of clients) c.terminate();
+  for (const c of sinks) c.send({ exit: true });
   agent.destroy();
   setTimeout(() => process.exit(0), 100);
 })().catch((e) => { console.error('harness error', e); process.exit(2); });
