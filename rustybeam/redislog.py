@@ -188,6 +188,10 @@ class RedisChangeLog(Service):
             self.log.warn("Redis unreachable: dropping {n} unsent changes", n=len(self._pending))
             self._pending.clear()
         self._pending.append(entry.encode())
+        self._wakeUp()
+
+    def _wakeUp(self) -> None:
+        """Let the sending loop go on (it waits for entries, or for the stop)."""
         if self._wake is not None:
             wake, self._wake = self._wake, None
             wake.callback(None)
@@ -199,9 +203,7 @@ class RedisChangeLog(Service):
     def stopService(self) -> Deferred[None] | None:
         """Stop once the queued entries are sent, or after C{flushTimeout}."""
         super().stopService()
-        if self._wake is not None:
-            wake, self._wake = self._wake, None
-            wake.callback(None)
+        self._wakeUp()
         if self._loop is None:
             return None
         self._loop.addTimeout(self.flushTimeout, self.clock)
