@@ -544,8 +544,19 @@ class DocumentStore:
                     pending.deferred.errback(failure)
             return
         diskTag = info.etag if info is not None else None
-        outcomes, tree, data = await self._inThread(
-            lambda: _applyGroup(lineage, group, diskTag))
+        fsync = self.options.fsync
+
+        def applyAndWrite() -> tuple[list[_Plan | BaseException], etree._ElementTree | None,
+                                     bytes | None, os.stat_result | Exception | None]:
+            outcomes, tree, data = _applyGroup(lineage, group, diskTag)
+            if data is None or any(isinstance(o, _Plan) and o.edit is None for o in outcomes):
+                return outcomes, tree, data, None
+            try:
+                return outcomes, tree, data, atomicWrite(doc.filename, data, fsync)
+            except Exception as e:
+                return outcomes, tree, data, e
+
+        outcomes, tree, data, written = await self._inThread(applyAndWrite)
         queue.extendleft(reversed(group[len(outcomes):]))
         done = group[:len(outcomes)]
         plans = [o for o in outcomes if isinstance(o, _Plan)]
@@ -556,8 +567,8 @@ class DocumentStore:
                 if p is not None:
                     stamp = await self._persist(doc, p, lineage)
                 else:
-                    assert data is not None and tree is not None
-                    stamp = await self._store(doc, data, lineage)
+                    assert data is not None and tree is not None and written is not None
+                    stamp = self._stored(doc, written, lineage)
                     lineage.commitAll([q.edit for q in plans if q.edit is not None], tree)
                     self._remember(doc.url, _stamp(stamp), lineage)
             except Exception:
@@ -592,23 +603,34 @@ class DocumentStore:
                      lineage: versions.Lineage | None) -> os.stat_result | None:
         """Write C{data} to disk (C{None}: delete the file); the new file's status. On
         failure the document is dropped from the cache and the error raised."""
-        try:
-            if data is None:
-                await self._inThread(lambda: durableUnlink(doc.filename, self.options.fsync))
-                return None
-            return await self._inThread(
-                lambda: atomicWrite(doc.filename, data, self.options.fsync))
-        except FileNotFoundError:
-            if lineage is not None:
-                lineage.release()
-            self._forget(doc.url)
+        fsync = self.options.fsync
+
+        def store() -> os.stat_result | Exception | None:
+            try:
+                if data is None:
+                    durableUnlink(doc.filename, fsync)
+                    return None
+                return atomicWrite(doc.filename, data, fsync)
+            except Exception as e:
+                return e
+
+        return self._stored(doc, await self._inThread(store), lineage)
+
+    def _stored(self, doc: DocumentPath, written: os.stat_result | Exception | None,
+                lineage: versions.Lineage | None) -> os.stat_result | None:
+        """The outcome of a write to disk made in a worker thread: the new file's
+        status, or the error raised after the document is dropped from the cache."""
+        if not isinstance(written, Exception):
+            return written
+        if lineage is not None:
+            lineage.release()
+        self._forget(doc.url)
+        if not isinstance(written, OSError):
+            raise written
+        if isinstance(written, FileNotFoundError):
             raise NOT_FOUND from None
-        except OSError as e:
-            if lineage is not None:
-                lineage.release()
-            self._forget(doc.url)
-            self.log.error("writing {file} failed: {error}", file=doc.filename, error=e)
-            raise WRITE_FAILED.because(e.strerror or type(e).__name__) from None
+        self.log.error("writing {file} failed: {error}", file=doc.filename, error=written)
+        raise WRITE_FAILED.because(written.strerror or type(written).__name__) from None
 
     async def _persist(self, doc: DocumentPath, p: _Plan,
                        lineage: versions.Lineage | None) -> os.stat_result | None:

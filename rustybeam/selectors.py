@@ -12,6 +12,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 from cssselect import HTMLTranslator, SelectorError
+from cssselect.parser import Element, Hash, parse
 from cssselect.xpath import ExpressionError
 from lxml import etree
 
@@ -51,10 +52,25 @@ def compile(css: str) -> Selector:
 @lru_cache(maxsize=4096)
 def _compile(css: str) -> Selector:
     try:
-        expression = _translator.css_to_xpath(css)
-        return Selector(css, etree.XPath(expression))
+        return Selector(css, etree.XPath(_idOnly(css) or _translator.css_to_xpath(css)))
     except (SelectorError, ExpressionError, etree.XPathError) as e:
         raise BAD_SELECTOR.because(_oneLine(str(e) or css)) from None
+
+
+def _idOnly(css: str) -> str | None:
+    """
+    For a selector that is one C{#id} alone (what most writes name), an XPath that
+    finds the same elements in half the time cssselect's does: libxml2 tests the
+    C{id} attributes themselves instead of evaluating a predicate on every element.
+    """
+    parsed = parse(css)
+    if len(parsed) != 1 or parsed[0].pseudo_element is not None:
+        return None
+    tree = parsed[0].parsed_tree
+    if not (isinstance(tree, Hash) and isinstance(tree.selector, Element)
+            and tree.selector.element is None and tree.selector.namespace is None):
+        return None
+    return "descendant-or-self::*/@id[. = %s]/.." % _translator.xpath_literal(tree.id)
 
 
 def fromRangeHeader(value: str) -> Selector:

@@ -40,6 +40,29 @@ def test_selector_selects_elements_in_document_order() -> None:
     assert [e.get("id") for e in found] == ["a", "b"]
 
 
+_ID_DOCUMENT = markup.parseDocument(
+    '<html id="a"><body><ul><li id="a">1<li id="b">2<li id=\'q"x\'>3<li id="A">4'
+    '<li><span id="a">5</span></ul><p id="a b">6</p><p id="">7</p></body></html>')
+
+
+@pytest.mark.parametrize("css", ["#a", "#b", "*#a", "#A", "#\\71 \\22 x", "#zz", "#a\\ b"])
+def test_id_selector_finds_what_the_general_translation_finds(css: str) -> None:
+    root = _ID_DOCUMENT.getroot()
+    general = etree.XPath(selectors._translator.css_to_xpath(css))
+    assert selectors._idOnly(css) is not None
+    assert selectors.compile(css).select(root) == general(root)
+
+
+def test_id_selector_matches_every_element_with_that_id_in_document_order() -> None:
+    found = selectors.compile("#a").select(_ID_DOCUMENT.getroot())
+    assert [e.tag for e in found] == ["html", "li", "span"]
+
+
+@pytest.mark.parametrize("css", ["li#a", "#a, #b", "#a > li", "[id=a]", "#a:first-child"])
+def test_selectors_beyond_one_id_use_the_general_translation(css: str) -> None:
+    assert selectors._idOnly(css) is None
+
+
 def test_selector_is_trimmed() -> None:
     assert selectors.compile("  #list  ").css == "#list"
 
