@@ -1,6 +1,6 @@
 """
-Whole-document parsing with lexbor (through selectolax), into the lxml tree that
-html5lib would build.
+Whole-document and fragment parsing with lexbor (through selectolax), into the lxml
+tree that html5lib would build.
 
 lexbor is an HTML5-conformant parser written in C, about 100 times faster than
 html5lib. Its tree is converted to lxml node by node. html5lib stays the reference:
@@ -32,6 +32,15 @@ _IN_SELECT = frozenset(("option", "optgroup", "script"))
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _DOCTYPE = re.compile(r"\s*<!doctype\s+html\s*>", re.IGNORECASE)
 _DOCTYPE_ANY = re.compile(r"\s*<!doctype", re.IGNORECASE)
+_NEWLINE_DROPPERS = re.compile(r"<(?:pre|listing|textarea)\b", re.IGNORECASE)
+_TABLE_PARTS = re.compile(r"<(?:table|caption|td|th)\b", re.IGNORECASE)
+
+
+def _newlineInTable(text: str) -> bool:
+    """Whether C{text} may hold a C{<pre>}, C{<listing>} or C{<textarea>} inside a
+    table: html5lib keeps the newline after its start tag there, which the standard
+    (and lexbor) drops."""
+    return bool(_NEWLINE_DROPPERS.search(text)) and bool(_TABLE_PARTS.search(text))
 
 
 class _Unsupported(Exception):
@@ -40,7 +49,7 @@ class _Unsupported(Exception):
 
 def parse(text: str) -> etree._ElementTree | None:
     """The document C{text} parsed as html5lib would, or C{None} if html5lib must."""
-    if LexborHTMLParser is None:
+    if LexborHTMLParser is None or _newlineInTable(text):
         return None
     if _DOCTYPE.match(text):
         doctype = "<!DOCTYPE html>"
@@ -69,6 +78,62 @@ def parse(text: str) -> etree._ElementTree | None:
     except _Unsupported:
         return None
     return root.getroottree()
+
+
+FRAGMENT_CONTEXTS = frozenset((
+    "div", "ul", "ol", "li", "p", "span", "section", "article", "main", "nav", "header",
+    "footer", "aside", "body", "h1", "h2", "h3", "h4", "h5", "h6", "dl", "dt", "dd", "a",
+    "b", "i", "em", "strong", "small", "code", "label", "blockquote", "figure",
+    "figcaption", "details", "summary", "fieldset", "legend", "address", "menu", "button",
+))
+"""Contexts in which lexbor's fragment parse is used (the differential test covers
+each). Elsewhere html5lib parses the fragment: raw text contexts, C{select},
+C{template}, C{head}, foreign content, and the table and C{form} contexts, where
+html5lib's fragment parse follows an older edition of the standard (a C{<pre>}'s
+leading newline, C{<image>}, nested buttons and forms)."""
+
+
+def parseFragment(text: str, context: str) -> list[etree._Element | str] | None:
+    """
+    C{text} parsed as the children of a C{context} element, as html5lib's fragment
+    parse would (elements without tails, and text strings, in order), or C{None} if
+    html5lib must parse it.
+    """
+    if LexborHTMLParser is None or context not in FRAGMENT_CONTEXTS or _newlineInTable(text):
+        return None
+    parsed = LexborHTMLParser(text, is_fragment=True, fragment_tag=context)
+    nodes: list[etree._Element | str] = []
+    node = parsed.root
+    try:
+        while node is not None:
+            tag = node.tag
+            if tag == "-text":
+                text = node.text_content
+                if nodes and isinstance(nodes[-1], str):
+                    nodes[-1] += text
+                elif text:
+                    nodes.append(text)
+            elif tag == "-comment":
+                nodes.append(_comment(node))
+            elif tag.startswith("-"):
+                return None
+            else:
+                if tag in _FOREIGN or tag == "select" or not _usableName(tag):
+                    return None
+                element = etree.Element(tag)
+                _convert(node, element)
+                nodes.append(element)
+            node = node.next
+    except _Unsupported:
+        return None
+    return nodes
+
+
+def _comment(node: object) -> etree._Comment:
+    comment = node.html[4:-3]  # type: ignore[attr-defined]
+    if "--" in comment or comment.endswith("-"):
+        raise _Unsupported("comment")
+    return etree.Comment(comment)
 
 
 _usable: set[str] = set()
@@ -121,10 +186,7 @@ def _convert(html: object, root: etree._Element) -> None:
                 else:
                     parent.text = (parent.text or "") + text
             elif tag == "-comment":
-                comment = node.html[4:-3]
-                if "--" in comment or comment.endswith("-"):
-                    raise _Unsupported("comment")
-                last = etree.Comment(comment)
+                last = _comment(node)
                 parent.append(last)
             else:
                 if inSelect and tag not in _IN_SELECT:

@@ -3,7 +3,7 @@ HTML parsing, serialization and tree editing with html5lib and lxml.
 
 Documents are parsed as a browser would, into lxml trees: by html5lib, the reference,
 or by lexbor where it builds the same tree (L{parseWhole}). Body fragments
-are parsed in the context of the element they will live under, so that C{<li>},
+(by lexbor too, in the contexts where it builds html5lib's nodes) are parsed in the context of the element they will live under, so that C{<li>},
 C{<tr>}, C{<td>} or C{<option>} land where they belong.
 """
 
@@ -88,6 +88,9 @@ def parseFragment(text: str, context: str = "div") -> list[Node]:
     container = context if _isPlainTag(context) else "div"
     if container == "html":
         container = "body"
+    fast = fastparse.parseFragment(text, container)
+    if fast is not None:
+        return fast
     parsed = _parser().parseFragment(text, container=container)
     nodes: list[Node] = []
     for item in parsed:

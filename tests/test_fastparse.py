@@ -103,6 +103,7 @@ def test_whole_document_parse_builds_html5libs_tree_on_the_corpus() -> None:
     "<template><td>c</td></template>",
     "<!-- x - -->",
     "<!DOCTYPE html PUBLIC \"-//W3C//DTD HTML 4.01//EN\"><p>x",
+    "<table><caption><pre>\n\nx</pre></caption></table>",  # html5lib keeps the newline there
 ])
 def test_where_lexbor_and_html5lib_may_differ_html5lib_decides(text: str) -> None:
     assert fastparse.parse(text) is None
@@ -115,3 +116,61 @@ def test_a_large_document_is_parsed_by_lexbor() -> None:
     tree = fastparse.parse(text)
     assert tree is not None
     assert tree.docinfo.doctype + etree.tostring(tree, encoding="unicode") == _html5lib(text)
+
+
+def _fragmentCases() -> list[tuple[str, str]]:
+    bodies = [*EDGE_CASES, '<li id="i3" class="item">changed</li>', "text only", " <b>x</b> tail ",
+              "<tr><td>a<td>b</tr>", "<td>c</td>", "<tbody><tr><td>x</tbody>", "<caption>c</caption>",
+              "<col span=2>", "<li>a</li><!--c-->b<li>c", "<dt>t<dd>d", "<option>o", "<body x=1>y",
+              "<html a=1><p>x", "</div>after", "</ul><li>x", "</table><p>x", "<p>a</p></p>",
+              "<a href=/x>1<a>2", "<form><input></form><form>", "<select><option>a</select>",
+              "<table>x<tr><td>y</table>", "<svg><rect/></svg>", "<math></math>", "\x00x\r\ny\rz"]
+    bodies += [a + b for a in EDGE_CASES[::3] for b in EDGE_CASES[1::5]]
+    return [(context, body) for context in sorted(fastparse.FRAGMENT_CONTEXTS) for body in bodies]
+
+
+def _fragmentAsHtml5lib(text: str, context: str) -> list[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = markup._parser().parseFragment(text, container=context)
+    nodes: list[str] = []
+    for item in parsed:
+        if isinstance(item, str):
+            nodes.append(item)
+            continue
+        tail, item.tail = item.tail, None
+        nodes.append(etree.tostring(item, encoding="unicode"))
+        if tail:
+            nodes.append(tail)
+    return nodes
+
+
+def test_fragment_parse_builds_html5libs_nodes_in_every_context_it_is_used_in() -> None:
+    different = []
+    fast = 0
+    for context, body in _fragmentCases():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nodes = fastparse.parseFragment(body, context)
+        if nodes is None:
+            continue
+        fast += 1
+        mine = [n if isinstance(n, str) else etree.tostring(n, encoding="unicode") for n in nodes]
+        if mine != _fragmentAsHtml5lib(body, context):
+            different.append((context, body))
+    assert different == []
+    assert fast > len(_fragmentCases()) * 0.6
+
+
+@pytest.mark.parametrize("context", ["select", "template", "title", "textarea", "script", "style",
+                                     "head", "svg", "noscript", "plaintext", "x-custom", "table",
+                                     "tbody", "tr", "td", "form"])
+def test_fragments_in_contexts_lexbor_is_not_trusted_with_are_left_to_html5lib(context: str) -> None:
+    assert fastparse.parseFragment("<b>x</b>", context) is None
+
+
+@pytest.mark.parametrize("body", ["<svg><rect/></svg>", "<template>x</template>", "<select></select>",
+                                  "<!-- a -- b -->", "<a:b>x</a:b>",
+                                  "<table><caption><pre>\n\nx</pre></caption></table>"])
+def test_fragments_lexbor_may_build_differently_are_left_to_html5lib(body: str) -> None:
+    assert fastparse.parseFragment(body, "div") is None
