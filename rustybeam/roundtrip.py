@@ -18,6 +18,8 @@ lexbor where it builds html5lib's tree, html5lib elsewhere).
 from __future__ import annotations
 
 from copy import deepcopy
+import itertools
+from typing import Iterator
 
 from lxml import etree
 
@@ -97,10 +99,18 @@ def _skeleton(container: etree._Element, index: int, count: int) -> etree._Eleme
         current.text = container.text
     for offset in range(count):
         current.append(deepcopy(container[index + offset]))
-    following = container[index + count:]
-    for node in following:
+    for node in _after(container, index + count):
         if isinstance(node.tag, str):
             current.append(_shallow(node))
             if container is not chain[0]:
                 break
     return top
+
+
+def _after(container: etree._Element, index: int) -> Iterator[etree._Element]:
+    """The children of C{container} from C{index} on, one at a time (a slice would
+    make a proxy for every one of them, and a list may hold thousands)."""
+    if index >= len(container):
+        return iter(())
+    first = container[index]
+    return itertools.chain((first,), first.itersiblings())
