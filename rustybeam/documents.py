@@ -45,6 +45,7 @@ from rustybeam.errors import (
     WRITE_FAILED,
     Problem,
 )
+from rustybeam.ids import IdIndex
 from rustybeam.paths import TEMP_PREFIX, TEMP_SUFFIX, DocumentPath, resolve
 from rustybeam.selectors import Selector
 
@@ -689,6 +690,7 @@ def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str |
     except BaseException as e:
         lineage.discardWorking()
         return [e], None, None
+    ids = lineage.ids(tree)
     outcomes: list[_Plan | BaseException] = []
     verified = lineage.verified
     changed = False
@@ -702,11 +704,11 @@ def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str |
             if pending.check is not None:
                 pending.check(tree)
             text = decodeBody(body) if method != "DELETE" else ""
-            p = _edit(method, selector, text, tree, verified, edit)
+            p = _edit(method, selector, text, tree, verified, edit, ids)
             p.body = body if method != "DELETE" else None
         except BaseException as e:
             try:
-                edit.undo(tree)
+                edit.undo(tree, ids)
             except BaseException:
                 lineage.discardWorking()
                 outcomes.append(e)
@@ -725,7 +727,7 @@ def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str |
     if not lineage.verified and not roundtrip.documentRoundTrips(tree, data):
         (p,) = outcomes
         assert isinstance(p, _Plan) and p.edit is not None
-        p.edit.undo(tree)
+        p.edit.undo(tree, ids)
         return [RESTRUCTURED], tree, None
     for outcome in outcomes:
         if isinstance(outcome, _Plan):
@@ -747,10 +749,12 @@ def _precondition(ifMatch: str | None, current: str | None, changed: bool) -> No
 
 
 def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
-          verified: bool, edit: versions.Edit | None = None) -> _Plan:
+          verified: bool, edit: versions.Edit | None = None,
+          ids: IdIndex | None = None) -> _Plan:
     """Apply one selector write to C{tree}, recording its steps in C{edit} (so that
-    the caller can undo them when it fails midway)."""
-    targets = selector.select(tree.getroot())
+    the caller can undo them when it fails midway) and keeping C{ids}, the tree's
+    index, up to date."""
+    targets = selector.select(tree.getroot(), ids)
     if not targets:
         raise NO_MATCH.because(selector.css)
     if method != "POST":
@@ -772,12 +776,12 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
         parent = target.getparent()
         if method == "DELETE":
             pieces.append(markup.serialize(target))
-            step = versions.remove(target)
+            step = versions.remove(target, ids)
             container = parent if parent is not None else target
             nodes: list[markup.Node] = []
         elif method == "POST":
             nodes = markup.parseFragment(text, str(target.tag))
-            step = versions.append(target, nodes)
+            step = versions.append(target, nodes, ids)
             container = target
         else:
             if parent.getparent() is None and target.tag in ("head", "body"):
@@ -787,7 +791,7 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
                 nodes = [found]
             else:
                 nodes = markup.parseFragment(text, str(parent.tag))
-            step = versions.replace(target, nodes)
+            step = versions.replace(target, nodes, ids)
             container = parent
         edit.steps.append(step)
         containers.append(container)

@@ -17,6 +17,7 @@ from cssselect.xpath import ExpressionError
 from lxml import etree
 
 from rustybeam.errors import BAD_RANGE, BAD_SELECTOR, EMPTY_SELECTOR
+from rustybeam.ids import IdIndex
 
 MAX_SELECTOR_LENGTH = 4096
 _translator = HTMLTranslator()
@@ -28,8 +29,16 @@ class Selector:
 
     css: str
     _xpath: etree.XPath
+    id: str | None = None
+    """The id, for a selector that is one C{#id} alone."""
 
-    def select(self, root: etree._Element) -> list[etree._Element]:
+    def select(self, root: etree._Element, ids: IdIndex | None = None) -> list[etree._Element]:
+        """The matches under C{root}, looked up in C{ids} (the index of C{root}'s
+        tree) when it can tell."""
+        if ids is not None and self.id is not None:
+            found = ids.find(self.id)
+            if found is not None:
+                return found
         return [node for node in self._xpath(root) if isinstance(node.tag, str)]
 
     def __eq__(self, other: object) -> bool:
@@ -52,16 +61,21 @@ def compile(css: str) -> Selector:
 @lru_cache(maxsize=4096)
 def _compile(css: str) -> Selector:
     try:
-        return Selector(css, etree.XPath(_idOnly(css) or _translator.css_to_xpath(css)))
+        name = _idOnly(css)
+        if name is not None:
+            return Selector(css, etree.XPath(
+                "descendant-or-self::*/@id[. = %s]/.." % _translator.xpath_literal(name)), name)
+        return Selector(css, etree.XPath(_translator.css_to_xpath(css)))
     except (SelectorError, ExpressionError, etree.XPathError) as e:
         raise BAD_SELECTOR.because(_oneLine(str(e) or css)) from None
 
 
 def _idOnly(css: str) -> str | None:
     """
-    For a selector that is one C{#id} alone (what most writes name), an XPath that
-    finds the same elements in half the time cssselect's does: libxml2 tests the
-    C{id} attributes themselves instead of evaluating a predicate on every element.
+    The id of a selector that is one C{#id} alone (what most writes name): its XPath
+    finds the same elements as cssselect's in half the time (libxml2 tests the C{id}
+    attributes themselves instead of evaluating a predicate on every element), and
+    an L{IdIndex} finds them at once.
     """
     parsed = parse(css)
     if len(parsed) != 1 or parsed[0].pseudo_element is not None:
@@ -70,7 +84,7 @@ def _idOnly(css: str) -> str | None:
     if not (isinstance(tree, Hash) and isinstance(tree.selector, Element)
             and tree.selector.element is None and tree.selector.namespace is None):
         return None
-    return "descendant-or-self::*/@id[. = %s]/.." % _translator.xpath_literal(tree.id)
+    return str(tree.id)
 
 
 def fromRangeHeader(value: str) -> Selector:

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 from lxml import etree
 
 from rustybeam import markup
+from rustybeam.ids import IdIndex
 from rustybeam.markup import Node
 
 Path = tuple[int, ...]
@@ -67,36 +68,60 @@ class Step:
     tail: str | None
     index: int
 
-    def undo(self, tree: etree._ElementTree) -> None:
-        """Turn C{tree} from the state after this step back into the one before it."""
+    def undo(self, tree: etree._ElementTree, ids: IdIndex | None = None) -> None:
+        """Turn C{tree} from the state after this step back into the one before it
+        (and C{ids}, the index of C{tree}, with it)."""
         if self.kind == "remove" and not self.path:
             root = tree.getroot()
             root.text = self.text
             for child in self.removed:
-                root.append(deepcopy(child))
+                copy = deepcopy(child)
+                root.append(copy)
+                if ids is not None:
+                    ids.added(copy)
             return
         parent = follow(tree, self.path if self.kind == "append" else self.path[:-1])
         index = self.index
         for _ in range(self.inserted):
+            if ids is not None:
+                ids.removed(parent[index])
             del parent[index]
         parent.text = self.text
         if index > 0:
             parent[index - 1].tail = self.tail
         for offset, element in enumerate(self.removed):
-            parent.insert(index + offset, deepcopy(element))
+            copy = deepcopy(element)
+            parent.insert(index + offset, copy)
+            if ids is not None:
+                ids.added(copy)
 
-    def redo(self, tree: etree._ElementTree) -> None:
+    def redo(self, tree: etree._ElementTree, ids: IdIndex | None = None) -> None:
         """Apply this step to C{tree}, which is in the state before it (once only:
-        the recorded nodes move into C{tree})."""
+        the recorded nodes move into C{tree}), and to C{ids}, the index of C{tree}."""
         nodes = self.nodes or []
         self.nodes = None
         target = follow(tree, self.path)
         if self.kind == "append":
             markup.insertNodes(target, len(target), target[-1] if len(target) else None, nodes)
         elif self.kind == "replace":
+            _forget(ids, [target])
             markup.replaceWith(target, nodes)
         else:
+            _forget(ids, list(target) if target.getparent() is None else [target])
             markup.detach(target)
+        _record(ids, nodes)
+
+
+def _forget(ids: IdIndex | None, removed: list[etree._Element]) -> None:
+    if ids is not None:
+        for node in removed:
+            ids.removed(node)
+
+
+def _record(ids: IdIndex | None, inserted: list[Node]) -> None:
+    if ids is not None:
+        for node in inserted:
+            ids.added(node)
 
 
 def _pristine(nodes: list[Node]) -> list[Node]:
@@ -107,29 +132,34 @@ def _textState(parent: etree._Element, index: int) -> tuple[str | None, str | No
     return parent.text, (parent[index - 1].tail if index > 0 else None)
 
 
-def replace(target: etree._Element, nodes: list[Node]) -> Step:
-    """Replace C{target} (not the root) with C{nodes}; the step that did it."""
+def replace(target: etree._Element, nodes: list[Node], ids: IdIndex | None = None) -> Step:
+    """Replace C{target} (not the root) with C{nodes}; the step that did it. C{ids},
+    the index of the tree, follows."""
     parent = target.getparent()
     index = parent.index(target)
     text, tail = _textState(parent, index)
     step = Step("replace", pathOf(target), _pristine(nodes),
                 sum(1 for n in nodes if not isinstance(n, str)), [target], text, tail, index)
+    _forget(ids, [target])
     markup.replaceWith(target, nodes)
+    _record(ids, nodes)
     return step
 
 
-def append(container: etree._Element, nodes: list[Node]) -> Step:
-    """Append C{nodes} to C{container}; the step that did it."""
+def append(container: etree._Element, nodes: list[Node], ids: IdIndex | None = None) -> Step:
+    """Append C{nodes} to C{container}; the step that did it (C{ids} follows)."""
     index = len(container)
     text, tail = _textState(container, index)
     step = Step("append", pathOf(container), _pristine(nodes),
                 sum(1 for n in nodes if not isinstance(n, str)), [], text, tail, index)
     markup.insertNodes(container, index, container[-1] if index else None, nodes)
+    _record(ids, nodes)
     return step
 
 
-def remove(target: etree._Element) -> Step:
-    """Remove C{target} (the root keeps only itself); the step that did it."""
+def remove(target: etree._Element, ids: IdIndex | None = None) -> Step:
+    """Remove C{target} (the root keeps only itself); the step that did it (C{ids}
+    follows)."""
     parent = target.getparent()
     if parent is None:
         step = Step("remove", (), None, 0, list(target), target.text, None, 0)
@@ -137,6 +167,7 @@ def remove(target: etree._Element) -> Step:
         index = parent.index(target)
         text, tail = _textState(parent, index)
         step = Step("remove", pathOf(target), None, 0, [target], text, tail, index)
+    _forget(ids, step.removed)
     markup.detach(target)
     return step
 
@@ -156,13 +187,13 @@ class Edit:
     newer: Edit | None = None
     """The edit that followed this one on the same lineage, once it is committed."""
 
-    def undo(self, tree: etree._ElementTree) -> None:
+    def undo(self, tree: etree._ElementTree, ids: IdIndex | None = None) -> None:
         for step in reversed(self.steps):
-            step.undo(tree)
+            step.undo(tree, ids)
 
-    def redo(self, tree: etree._ElementTree) -> None:
+    def redo(self, tree: etree._ElementTree, ids: IdIndex | None = None) -> None:
         for step in self.steps:
-            step.redo(tree)
+            step.redo(tree, ids)
 
     def _newer(self) -> Iterator[Edit]:
         edit = self.newer
@@ -198,19 +229,38 @@ class Lineage:
         self._working: etree._ElementTree | None = None
         self._pending: list[Edit] = []
         self._built: dict[int, etree._ElementTree] = {}
+        self._ids: list[tuple[etree._ElementTree, IdIndex]] = []
 
     def working(self) -> etree._ElementTree:
         """The tree a write may edit (in the write's turn only), in the committed state."""
         if self._working is None:
             self._working = markup.copyTree(self.committed)
         else:
+            ids = self._indexOf(self._working)
             for edit in self._pending:
-                edit.redo(self._working)
+                edit.redo(self._working, ids)
         self._pending = []
         return self._working
 
+    def ids(self, tree: etree._ElementTree) -> IdIndex:
+        """The id index of C{tree}, the working or the committed tree, built on first
+        use; every step applied to C{tree} must be given it."""
+        index = self._indexOf(tree)
+        if index is None:
+            index = IdIndex(tree.getroot())
+            self._ids = [(t, i) for t, i in self._ids
+                         if t is self.committed or t is self._working] + [(tree, index)]
+        return index
+
+    def _indexOf(self, tree: etree._ElementTree) -> IdIndex | None:
+        for indexed, index in self._ids:
+            if indexed is tree:
+                return index
+        return None
+
     def discardWorking(self) -> None:
         """Forget the working tree after a failed write (it is copied anew next time)."""
+        self._ids = [(t, i) for t, i in self._ids if t is not self._working]
         self._working = None
         self._pending = []
 
@@ -233,6 +283,7 @@ class Lineage:
 
     def release(self) -> None:
         """Drop the working tree (the store no longer caches this document)."""
+        self._ids = []
         self._working = None
         self._pending = []
 

@@ -60,7 +60,7 @@ class _At:
         self.path = path
         self.css = "*"
 
-    def select(self, root: etree._Element) -> list[etree._Element]:
+    def select(self, root: etree._Element, ids: object = None) -> list[etree._Element]:
         element = root
         for index in self.path:
             element = element[index]
