@@ -23,6 +23,7 @@ renames a file of the same size in the same directory (no HTML work at all).
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import os
 import socket
@@ -222,16 +223,150 @@ def overHttp(seconds: float) -> None:
                     server.wait(30)
 
 
+def _watch(port: int, path: str) -> socket.socket:
+    """A WebSocket watcher of C{path} (a bare client: handshake, then read frames)."""
+    sock = socket.create_connection(("127.0.0.1", port), 10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(head.decode(errors="replace"))
+    return sock
+
+
+def _frames(sock: socket.socket, received: list[float], stop: threading.Event) -> None:
+    """Note when each text frame arrives (server frames are unmasked)."""
+    sock.settimeout(0.5)
+    buffer = b""
+    while not stop.is_set():
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return
+        buffer += chunk
+        while len(buffer) >= 2:
+            length, offset = buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(buffer) < 4:
+                    break
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    break
+                length, offset = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < offset + length:
+                break
+            if buffer[0] & 0x0F == 1:
+                received.append(time.perf_counter())
+            buffer = buffer[offset + length:]
+
+
+def responsiveness(seconds: float) -> None:
+    """
+    While 2 clients write a 1 MB document as fast as they can, a watcher of a small
+    document receives a change made every 50 ms (PUT sent -> StreamItem received: the
+    small document's own durable write included), and selector GETs of the small
+    document are answered; fsync on, then off (the reactor alone).
+    """
+    print()
+    print("| while a 1 MB document is written by 2 clients | fsync | p50 | p99 | max | count |")
+    print("|---|---|---|---|---|---|")
+    for fsync in (True, False):
+        _responsiveness(seconds, fsync)
+
+
+def _responsiveness(seconds: float, fsync: bool) -> None:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as root:
+        with open(os.path.join(root, "doc.html"), "wb") as f:
+            f.write(document(SIZES["1 MB"]))
+        with open(os.path.join(root, "small.html"), "wb") as f:
+            f.write(document(10))
+        port = freePort()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rustybeam", "--root", root,
+             "--port", f"tcp:{port}:interface=127.0.0.1", *([] if fsync else ["--no-fsync"])],
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            clients(port, 1, SIZES["1 MB"], 0.5)
+            watcher = _watch(port, "/small.html")
+            received: list[float] = []
+            stop = threading.Event()
+            reader = threading.Thread(target=_frames, args=(watcher, received, stop))
+            reader.start()
+            load = threading.Thread(target=clients, args=(port, 2, SIZES["1 MB"], seconds + 1))
+            load.start()
+            time.sleep(0.5)
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            delivery: list[float] = []
+            reads: list[float] = []
+            end = time.monotonic() + seconds
+            n = 0
+            while time.monotonic() < end:
+                before = len(received)
+                sent = time.perf_counter()
+                connection.request("PUT", "/small.html", f'<li id="i3">change {n}</li>'.encode(),
+                                   {"Range": "selector=#i3"})
+                connection.getresponse().read()
+                wait = time.monotonic() + 5
+                while len(received) == before and time.monotonic() < wait:
+                    time.sleep(0.0005)
+                if len(received) > before:
+                    delivery.append(received[before] - sent)
+                start = time.perf_counter()
+                connection.request("GET", "/small.html", headers={"Range": "selector=#i5"})
+                connection.getresponse().read()
+                reads.append(time.perf_counter() - start)
+                n += 1
+                time.sleep(0.05)
+            load.join()
+            stop.set()
+            reader.join()
+            watcher.close()
+            for label, samples in (("PUT -> StreamItem to a watcher of another document", delivery),
+                                   ("selector GET of another document", reads)):
+                samples.sort()
+                if samples:
+                    print(f"| {label} | {'on' if fsync else 'off'} | "
+                          f"{samples[len(samples) // 2] * 1e3:.1f} ms | "
+                          f"{samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3:.1f} ms | "
+                          f"{samples[-1] * 1e3:.1f} ms | {len(samples)} |", flush=True)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="in-process figures only, html5lib parsing once")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per HTTP cell")
+    parser.add_argument("--responsiveness-only", action="store_true",
+                        help="only the watcher latency while a 1 MB document is written")
     args = parser.parse_args()
+    if args.responsiveness_only:
+        responsiveness(max(args.seconds, 5.0))
+        return
     inProcess(args.quick)
     if not args.quick:
         overHttp(args.seconds)
+        responsiveness(max(args.seconds, 5.0))
 
 
 if __name__ == "__main__":

@@ -230,6 +230,13 @@ def bundledExamples() -> str:
     raise usage.UsageError("no --root given and the bundled examples are not installed")
 
 
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread may hold the GIL while another waits for it (Python's default is
+0.005). Writes run Python code (applying edits, converting parsed trees) in worker
+threads; a shorter turn bounds how long the reactor thread, and so every delivery and
+request, waits behind them."""
+
+
 def makeService(options: Options) -> IService:
     """The whole server: document service(s) and the listening endpoint; in a
     cluster, its writer or edge side (and with --workers, the edge processes)."""
@@ -237,6 +244,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     txaio.set_global_log_level("info")
+    sys.setswitchinterval(SWITCH_INTERVAL)
     top = StopInOrder()
     lifecycle = Lifecycle()
     documentOptions = options.documentOptions()
