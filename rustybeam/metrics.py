@@ -168,11 +168,10 @@ class _ServiceCollector(Collector):
         rows = []
         for host, service in self.services.items():
             notifier, factory = service.notifier, service.factory
-            history = getattr(notifier, "_history", {})
+            items, size = notifier.historySize()
             rows.append((host, len(factory.open),
                          sum(notifier.subscriptionCount(p) for p in factory.open),
-                         notifier.delivered, sum(len(q) for q in history.values()),
-                         getattr(notifier, "_historyBytes", 0)))
+                         notifier.delivered, items, size))
         self.rows = rows
 
     def collect(self) -> Iterator[Any]:

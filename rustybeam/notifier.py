@@ -218,6 +218,10 @@ class DocumentChangeNotifier(Service):
             return list(touched[0])
         return dict.fromkeys(w for watchers in touched for w in watchers)
 
+    def historySize(self) -> tuple[int, int]:
+        """The changes kept for resuming clients, and their bytes."""
+        return sum(len(q) for q in self._history.values()), self._historyBytes
+
     def missed(self, url: str, since: int, current: int) -> list[Change] | None:
         """
         Changes of C{url} after C{since} up to C{current} (the store's number), or

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from rustybeam.changelog import StoreFactory, inProcessStore
