@@ -13,13 +13,12 @@ import shutil
 import socket
 import uuid
 from contextlib import contextmanager
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import formatdate
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from conftest import DOCUMENTS, Docs, Response, Server, makeServer
-from lxml import etree
 
 from rustybeam import markup
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 
 from rustybeam import microdata
 from rustybeam.microdata import Item, typeName

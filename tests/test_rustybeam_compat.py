@@ -10,7 +10,6 @@ are laid out with test documents.
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import subprocess
 import sys
