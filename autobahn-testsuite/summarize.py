@@ -6,7 +6,8 @@ Summarise an Autobahn|Testsuite fuzzingclient run (stdlib only).
 
 Prints, per agent, the number of cases, the counts per behaviour (OK, NON-STRICT,
 INFORMATIONAL, UNIMPLEMENTED, FAILED) and per close behaviour, and the ids of the
-cases that are not OK. Exits 1 if any case is FAILED or closed with a behaviour
+cases that are not OK; with several agents (run --with-reference), their case time
+per group of cases (9.1.*, 12.1.*, ...) side by side. Exits 1 if any case is FAILED or closed with a behaviour
 other than OK or INFORMATIONAL (an unclean close, a wrong close code, ...), 2 if
 the index is missing or empty.
 """
@@ -85,6 +86,28 @@ def summarize(agent: str, cases: dict[str, dict], markdown: bool = False) -> tup
     return "\n".join(lines), ok
 
 
+def caseTimes(agents: dict[str, dict[str, dict]], markdown: bool = False) -> str:
+    """Seconds of case time per group of cases ("9.1" for 9.1.*), one column per agent."""
+    names = sorted(agents)
+    groups: dict[str, dict[str, float]] = {}
+    for agent in names:
+        for case, entry in agents[agent].items():
+            group = ".".join(case.split(".")[:2])
+            row = groups.setdefault(group, {})
+            row[agent] = row.get(agent, 0.0) + entry.get("duration", 0) / 1000.0
+    ordered = sorted(groups, key=caseKey)
+    rows = [[g, *(f"{groups[g].get(a, 0.0):.1f}" for a in names)] for g in ordered]
+    rows.append(["total", *(f"{sum(groups[g].get(a, 0.0) for g in ordered):.1f}" for a in names)])
+    header = ["case time (s)", *names]
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|---" + "|---:" * len(names) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+    else:
+        out = ["".join(f"{h:>22}" for h in header)]
+        out += ["".join(f"{c:>22}" for c in r) for r in rows]
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
     markdown = "--markdown" in argv
     paths = [a for a in argv if a != "--markdown"]
@@ -102,6 +125,9 @@ def main(argv: list[str]) -> int:
         text, ok = summarize(agent, agents[agent], markdown)
         print(text)
         allOK = allOK and ok
+    if len(agents) > 1:
+        print()
+        print(caseTimes(agents, markdown))
     return 0 if allOK else 1
 
 
