@@ -125,7 +125,16 @@ async def snapshotOf(store: DocumentStore) -> dict[str, Any]:
             if data is not None:
                 documents.append({"url": doc.url, "sequence": sequence, "etag": etag,
                                   "data": base64.b64encode(data).decode("ascii")})
-    return {"origin": store.origin, "documents": documents}
+    gone = []
+    for url in sorted(set(store.changed()) - seen):
+        try:
+            doc = store.locate(url)
+        except Problem:
+            continue
+        sequence, data, _ = await store.snapshot(doc)
+        if data is None:
+            gone.append({"url": doc.url, "sequence": sequence})
+    return {"origin": store.origin, "documents": documents, "gone": gone}
 
 
 class SnapshotResource(Resource):
@@ -345,11 +354,18 @@ class ReplicaStore(DocumentStore):
             self._sequences[doc.url] = sequences[doc.url]
             if old is not None or before is not None:
                 self._announce(doc, data, before, sequences[doc.url])
+        gone = {item["url"]: int(item["sequence"]) for item in snapshot.get("gone", ())}
         for directory, _, files in os.walk(self.root):
             for name in files:
                 filename = os.path.join(directory, name)
-                if filename not in kept:
-                    durableUnlink(filename, fsync=False)
+                if filename in kept:
+                    continue
+                doc = self._located(filename)
+                before = self.treeOrNone(doc) if doc is not None else None
+                durableUnlink(filename, fsync=False)
+                if doc is not None and doc.url in gone:
+                    sequences[doc.url] = gone[doc.url]
+                    self._announceDeleted(doc, before, gone[doc.url])
         for url in list(self._cache):
             self._forget(url)
         self._sequences = sequences
@@ -365,6 +381,24 @@ class ReplicaStore(DocumentStore):
             removed=(before.getroot(),) if before is not None else (),
             inserted=(after.getroot(),) if after is not None else (),
             size=len(data), body=data,
+        )
+        self._deliver(change)
+
+    def _located(self, filename: str) -> Any:
+        relative = os.path.relpath(filename, self.root).replace(os.sep, "/")
+        try:
+            return self.locate("/" + _urlPath(relative))
+        except Problem:
+            return None
+
+    def _announceDeleted(self, doc: Any, before: Any, sequence: int) -> None:
+        """Tell the watchers of a document that the writer deleted while this copy
+        could not follow the stream: the writer's DELETE, with its sequence number."""
+        change = Change(
+            method="DELETE", url=doc.url, selector="", sequence=sequence, content="",
+            before=before, after=None,
+            removed=(before.getroot(),) if before is not None else (), inserted=(),
+            size=0, body=None,
         )
         self._deliver(change)
 

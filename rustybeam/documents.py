@@ -290,6 +290,11 @@ class DocumentStore:
         """
         return self._sequences.get(url, self._origin)
 
+    def changed(self) -> dict[str, int]:
+        """The sequence number of the last change of every document changed since
+        start-up, deleted ones included."""
+        return dict(self._sequences)
+
     def tree(self, doc: DocumentPath) -> etree._ElementTree:
         """The parsed document, from the cache when the file has not changed."""
         if not doc.isHTML:

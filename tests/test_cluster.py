@@ -287,6 +287,22 @@ def test_redis_restarted_without_its_data_makes_edges_copy_the_documents_again(c
                == writer.request("GET", "/index.html").body, what="the edge to match the writer")
 
 
+def test_a_document_deleted_while_an_edge_could_not_follow_reaches_its_watchers_as_a_delete(
+        cluster, redis, watchers):
+    writer = cluster()
+    assert writer.request("PUT", "/gone.html", body=PAGE).status in (200, 201, 204)
+    edge = cluster(writer)
+    onWriter, onEdge = watchers(writer, "/gone.html"), watchers(edge, "/gone.html")
+    redis.stop()
+    assert writer.request("DELETE", "/gone.html").status in (200, 204)
+    deleted = onWriter.item(timeout=10)
+    redis.start()
+    item = onEdge.item(timeout=20)
+    assert (item.method, item.url, item.sequence) == ("DELETE", "/gone.html", deleted.sequence)
+    assert item.raw == deleted.raw
+    eventually(lambda: edge.request("GET", "/gone.html").status == 404, what="the edge to lose it")
+
+
 def test_a_persistent_redis_restarted_lets_edges_replay_the_stream(tmp_path, redis, watchers):
     redis.stop()
     persistent = RedisServer(tmp_path / "aof", persistent=True).start()
