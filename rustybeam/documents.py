@@ -695,7 +695,8 @@ def _applyGroup(lineage: versions.Lineage, group: list[_Pending], diskTag: str |
     except BaseException as e:
         lineage.discardWorking()
         return [e], None, None
-    ids = lineage.ids(tree)
+    byId = any(getattr(pending.plan.args[1], "id", None) is not None for pending in group)
+    ids = lineage.ids(tree) if byId else lineage.indexOf(tree)
     outcomes: list[_Plan | BaseException] = []
     verified = lineage.verified
     changed = False

@@ -236,7 +236,7 @@ class Lineage:
         if self._working is None:
             self._working = markup.copyTree(self.committed)
         else:
-            ids = self._indexOf(self._working)
+            ids = self.indexOf(self._working)
             for edit in self._pending:
                 edit.redo(self._working, ids)
         self._pending = []
@@ -245,14 +245,16 @@ class Lineage:
     def ids(self, tree: etree._ElementTree) -> IdIndex:
         """The id index of C{tree}, the working or the committed tree, built on first
         use; every step applied to C{tree} must be given it."""
-        index = self._indexOf(tree)
+        index = self.indexOf(tree)
         if index is None:
             index = IdIndex(tree.getroot())
             self._ids = [(t, i) for t, i in self._ids
                          if t is self.committed or t is self._working] + [(tree, index)]
         return index
 
-    def _indexOf(self, tree: etree._ElementTree) -> IdIndex | None:
+    def indexOf(self, tree: etree._ElementTree) -> IdIndex | None:
+        """The id index of C{tree} if one was built (then every step applied to
+        C{tree} must be given it), else C{None}."""
         for indexed, index in self._ids:
             if indexed is tree:
                 return index

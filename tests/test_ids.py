@@ -91,8 +91,11 @@ def test_the_index_finds_what_xpath_finds_through_random_writes_undos_and_replay
                     f'<li id="{other}"><b id="{rng.choice(names)}">x</b></li>'
             elif choice < 0.8:
                 method, css, body = "DELETE", f"#{name}", ""
-            elif choice < 0.9:
+            elif choice < 0.85:
                 method, css, body = "PUT", f"#{name}", "<td>refused in a list</td><p>"
+            elif choice < 0.9:
+                method, css, body = rng.choice([("POST", "ul", f'<li id="{other}">u</li>'),
+                                                ("DELETE", "#box > p", "")])
             else:
                 method, css, body = "PUT", "#box", f'<div id="box"><p id="{other}">p</p></div>'
             group.append(_Pending(None, None, None,  # type: ignore[arg-type]
