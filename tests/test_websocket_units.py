@@ -95,7 +95,7 @@ def test_pending_bytes_counts_what_the_transport_has_not_yet_written() -> None:
 
 
 def openConnection(limit: int, store: object = None, httpRequest: object = None,
-                   **options: object
+                   extensions: str = "", **options: object
                    ) -> tuple[DocumentWebSocketProtocol, Unsent, DocumentChangeNotifier]:
     """A protocol past its opening handshake on an L{Unsent} transport."""
     clock = _Reactor()
@@ -108,10 +108,11 @@ def openConnection(limit: int, store: object = None, httpRequest: object = None,
     transport = Unsent(clock)
     protocol.makeConnection(transport)
     key = base64.b64encode(os.urandom(16)).decode()
-    protocol.dataReceived(
+    protocol.dataReceived((
         "GET /d.html HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        + (f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else "")
+        + "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
     return protocol, transport, notifier
 

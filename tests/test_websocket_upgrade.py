@@ -206,11 +206,11 @@ class Channel:
         return IPv4Address("TCP", "127.0.0.1", 80)
 
 
-def upgradeOn(transport: object) -> DocumentWebSocketProtocol:
+def upgradeOn(transport: object, client: object = PEER) -> DocumentWebSocketProtocol:
     factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
                                        WebSocketOptions(autoPingInterval=0), Clock())
     request = Request(Channel(transport), parsePOSTFormSubmission=False)
-    request.method, request.uri, request.client = b"GET", b"/d.html", PEER
+    request.method, request.uri, request.client = b"GET", b"/d.html", client
     key = base64.b64encode(os.urandom(16)).decode()
     for name, value in [(b"Host", b"localhost"), (b"Upgrade", b"websocket"),
                         (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Key", key.encode()),
@@ -246,6 +246,14 @@ def test_a_plain_transport_is_given_the_websocket_as_its_protocol() -> None:
     transport = Held()
     protocol = upgradeOn(transport)
     assert transport.protocol is protocol
+
+
+def test_a_client_without_an_ip_address_is_counted_under_a_question_mark() -> None:
+    from twisted.internet.address import UNIXAddress
+
+    protocol = upgradeOn(Held(), client=UNIXAddress(None))
+    assert protocol.address == "?"
+    assert protocol.factory.perAddress == {"?": 1}
 
 
 def test_a_transport_with_a_network_producer_has_that_producer_resumed() -> None:
