@@ -40,7 +40,7 @@ MODULES: dict[str, list[str]] = {
                   "tests/test_websocket_deflate.py"],
     "documents": ["tests/test_units.py",
                   "tests/test_durability.py::test_failed_durable_write_leaves_the_cache_untouched"],
-    "auth": ["tests/test_auth.py"],
+    "auth": ["tests/test_auth.py", "tests/test_auth_units.py"],
 }
 """Each core module and its fast unit tests, smallest module first."""
 
