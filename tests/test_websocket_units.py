@@ -830,3 +830,58 @@ def test_an_upgrade_request_without_a_site_is_not_logged() -> None:
     protocol, _, _ = openConnection(10**9, httpRequest=request)
     protocol.connectionLost(Failure(ConnectionDone()))
     assert protocol.httpRequest is None
+
+
+def test_waiting_for_connections_that_close_in_time_leaves_no_timer() -> None:
+    clock = Clock()
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(), clock=clock)  # type: ignore[arg-type]
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    waiting = factory.whenClosed(5)
+    factory.release(protocol)
+    assert waiting.called
+    assert clock.getDelayedCalls() == []
+
+
+def test_an_upgrade_request_without_a_site_still_opens_a_watching_connection() -> None:
+    from types import SimpleNamespace
+
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=None)
+    protocol, _, notifier = openConnection(10**9, httpRequest=request)
+    assert notifier.watchers == 1
+
+
+def test_a_resumed_selector_subscription_replays_only_what_touched_its_selector(
+        client: Client) -> None:
+    client.change("#t", sequence=1)
+    client.frames()
+    client.protocol.factory.store._sequences["/d.html"] = 1
+    client.send({"action": "subscribe", "selector": "#a", "since": 0})
+    (acknowledged,) = client.replies()
+    assert acknowledged["type"] == "subscribed"
+
+
+class Recording:
+    """A logger that keeps what it is asked to log at info level."""
+
+    def __init__(self) -> None:
+        self.infos: list[tuple[str, dict[str, object]]] = []
+
+    def info(self, format: str, **fields: object) -> None:
+        self.infos.append((format, fields))
+
+    def debug(self, *args: object, **fields: object) -> None:
+        pass
+
+
+def test_a_slow_consumer_is_logged_and_told_why_it_is_closed() -> None:
+    item = lambda n: Change("PUT", "/d.html", "#a", n, "x" * 1000)  # noqa: E731
+    protocol, transport, notifier = openConnection(limit=10**9)
+    handshake = pendingBytes(transport)
+    protocol.factory.options = replace(protocol.factory.options, maxBacklogBytes=handshake + 10)
+    log = Recording()
+    protocol.log = log  # type: ignore[assignment]
+    notifier.changed(item(1))
+    assert log.infos == [("closing slow consumer {peer}", {"peer": protocol.peer})]
+    close = b"".join(transport._tempDataBuffer)[handshake:]
+    assert close[0] == 0x88 and close[4:] == b"client is reading too slowly"
