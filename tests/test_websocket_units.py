@@ -847,8 +847,10 @@ def test_an_upgrade_request_without_a_site_still_opens_a_watching_connection() -
 
     request = upgradeRequest()
     request.channel = SimpleNamespace(site=None)
-    protocol, _, notifier = openConnection(10**9, httpRequest=request)
-    assert notifier.watchers == 1
+    protocol, transport, notifier = openConnection(10**9, httpRequest=request)
+    before = pendingBytes(transport)
+    notifier.changed(Change("PUT", "/d.html", "#a", 1, "x"))
+    assert pendingBytes(transport) > before
 
 
 def test_a_resumed_selector_subscription_replays_only_what_touched_its_selector(
