@@ -36,10 +36,11 @@ MODULES: dict[str, list[str]] = {
     "guard": ["tests/test_guard.py"],
     "markup": ["tests/test_units.py", "tests/test_microdata.py"],
     "notifier": ["tests/test_notifier.py"],
-    "websocket": ["tests/test_websocket_units.py"],
+    "websocket": ["tests/test_websocket_units.py", "tests/test_websocket_upgrade.py",
+                  "tests/test_websocket_deflate.py"],
     "documents": ["tests/test_units.py",
                   "tests/test_durability.py::test_failed_durable_write_leaves_the_cache_untouched"],
-    "auth": ["tests/test_auth.py"],
+    "auth": ["tests/test_auth.py", "tests/test_auth_units.py"],
 }
 """Each core module and its fast unit tests, smallest module first."""
 
@@ -97,7 +98,8 @@ def equivalents() -> dict[str, str]:
 
 def prepare(module: str, workdir: Path, again: bool = False) -> None:
     """A working copy of the code and tests with mutmut configured for C{module};
-    C{again} keeps the mutants of the last run and only brings the tests up to date."""
+    C{again} keeps the mutants of the last run and only brings the tests (and the
+    test selection, L{MODULES}) up to date."""
     workdir.mkdir(parents=True, exist_ok=True)
     if again:
         for tests in (workdir / "tests", workdir / "mutants" / "tests"):
@@ -105,12 +107,12 @@ def prepare(module: str, workdir: Path, again: bool = False) -> None:
             shutil.copytree(PROJECT / "tests", tests,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-        return
-    shutil.rmtree(workdir / "mutants", ignore_errors=True)
-    for tree in ("rustybeam", "tests"):
-        shutil.rmtree(workdir / tree, ignore_errors=True)
-        shutil.copytree(PROJECT / tree, workdir / tree,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        shutil.rmtree(workdir / "mutants", ignore_errors=True)
+        for tree in ("rustybeam", "tests"):
+            shutil.rmtree(workdir / tree, ignore_errors=True)
+            shutil.copytree(PROJECT / tree, workdir / tree,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
     def toml(values: list[str]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"

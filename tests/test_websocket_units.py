@@ -95,7 +95,7 @@ def test_pending_bytes_counts_what_the_transport_has_not_yet_written() -> None:
 
 
 def openConnection(limit: int, store: object = None, httpRequest: object = None,
-                   **options: object
+                   extensions: str = "", **options: object
                    ) -> tuple[DocumentWebSocketProtocol, Unsent, DocumentChangeNotifier]:
     """A protocol past its opening handshake on an L{Unsent} transport."""
     clock = _Reactor()
@@ -108,10 +108,11 @@ def openConnection(limit: int, store: object = None, httpRequest: object = None,
     transport = Unsent(clock)
     protocol.makeConnection(transport)
     key = base64.b64encode(os.urandom(16)).decode()
-    protocol.dataReceived(
+    protocol.dataReceived((
         "GET /d.html HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        + (f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else "")
+        + "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
     return protocol, transport, notifier
 
@@ -610,3 +611,279 @@ def test_a_handshake_that_never_opens_is_logged_as_400() -> None:
     protocol.connectionLost(Failure(ConnectionDone()))
     assert site.logged == [(400, 0)]
     assert factory.open == set() and factory.notifier.watchers == 0
+
+
+@pytest.mark.parametrize("message, error", [
+    ("not json", "messages must be JSON objects"),
+    ("[1, 2]", "messages must be JSON objects"),
+    ({"action": "subscribe", "url": 7}, "url must be a string"),
+    ({"action": "subscribe", "selector": 7}, "selector must be a string"),
+    ({"action": "subscribe", "since": -1}, "since must be a non-negative integer"),
+    ({"action": "subscribe", "url": "/s.css", "selector": "p"},
+     "selectors apply only to .html and .htm documents"),
+])
+def test_a_bad_command_error_says_what_is_wrong(client: Client, message: object,
+                                                error: str) -> None:
+    assert client.reply(message)["message"] == error
+
+
+def test_replies_are_compact_json(client: Client) -> None:
+    sequence = client.store.sequence("/d.html")
+    client.send({"action": "subscribe", "selector": "#a"})
+    ((opcode, payload),) = client.frames()
+    assert (opcode, payload) == (1, b'{"type":"subscribed","url":"/d.html","selector":"#a",'
+                                    b'"sequence":%d}' % sequence)
+
+
+def test_a_subscription_since_zero_is_a_resumption(client: Client) -> None:
+    client.send({"action": "subscribe", "since": 0})
+    assert client.replies()[0]["type"] == "subscribed"
+    assert client.protocol.sequenced
+
+
+def test_only_the_first_subscription_ends_the_implicit_watch(client: Client) -> None:
+    client.reply({"action": "subscribe"})
+    client.reply({"action": "subscribe", "selector": "#a"})
+    client.change("#t")
+    assert len(client.frames()) == 1
+
+
+@pytest.mark.parametrize("unsubscribe", [
+    {"action": "unsubscribe", "selector": "#a"},
+    {"action": "unsubscribe", "url": "/s.css"},
+])
+def test_unsubscribing_something_else_keeps_the_implicit_watch_until_a_subscription(
+        client: Client, unsubscribe: dict[str, object]) -> None:
+    assert client.reply(unsubscribe)["ended"] == 0
+    client.change("#l")
+    assert len(client.frames()) == 1
+    client.reply({"action": "subscribe", "selector": "#t"})
+    client.change("#l")
+    assert client.frames() == []
+
+
+def test_a_first_binary_message_over_the_rate_is_refused_in_a_binary_frame(
+        tmp_path: Path) -> None:
+    client = Client(tmp_path, messageBurst=0)
+    client.send({"action": "subscribe"}, binary=True)
+    ((opcode, payload),) = client.frames()
+    assert opcode == 2 and json.loads(zlib.decompress(payload))["error"] == "rate-limited"
+
+
+def test_a_resending_connection_remembers_the_last_sequences_it_was_sent(
+        client: Client) -> None:
+    """Up to twice SENT_MEMORY sequence numbers per document are remembered; past
+    that the oldest are forgotten, keeping the last SENT_MEMORY."""
+    from rustybeam.websocket import SENT_MEMORY
+
+    protocol = client.protocol
+    protocol.sequenced = True
+    sent = lambda n, url="/d.html": len(_deliver(protocol, Change(  # noqa: E731
+        "PUT", url, "#a", n, "x"), client))
+    assert [sent(n) for n in range(1, 2 * SENT_MEMORY + 1)] == [1] * (2 * SENT_MEMORY)
+    assert sent(1) == 0 and sent(SENT_MEMORY) == 0
+    assert sent(1, "/other.html") == 1
+    assert sent(2 * SENT_MEMORY + 1) == 1
+    assert sent(SENT_MEMORY + 1) == 1
+    assert sent(SENT_MEMORY + 2) == 0 and sent(2 * SENT_MEMORY + 1) == 0
+
+
+def _deliver(protocol: DocumentWebSocketProtocol, item: Change,
+             client: Client) -> list[tuple[int, bytes]]:
+    protocol.deliver(Delivery(item))
+    return client.frames()
+
+
+def test_an_unlisted_origin_of_the_server_itself_may_upgrade() -> None:
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(allowedOrigins=("https://good.example",)),
+                                       Clock())
+    check = WebSocketUpgrade(factory).check
+    check(upgradeRequest(sec_websocket_version="13", origin="http://beam.example:8080",
+                         host="beam.example:8080"))
+    with pytest.raises(Problem):
+        check(upgradeRequest(sec_websocket_version="13", origin="http://beam.example:8080",
+                             host="beam.example:8081"))
+
+
+def test_going_away_before_the_handshake_aborts_the_connection() -> None:
+    from twisted.internet.testing import StringTransport
+
+    class Aborting(StringTransport):
+        aborted = False
+
+        def unregisterProducer(self) -> None:
+            self.producer = None
+
+        def abortConnection(self) -> None:
+            self.aborted = True
+            super().abortConnection()
+
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(autoPingInterval=0), _Reactor())
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    transport = Aborting()
+    protocol.makeConnection(transport)
+    assert protocol.state == DocumentWebSocketProtocol.STATE_CONNECTING
+    protocol.goAway()
+    assert transport.disconnecting and transport.aborted
+
+
+def test_going_away_while_closing_does_nothing_more(client: Client) -> None:
+    from twisted.internet.testing import StringTransport
+
+    transport = StringTransport()
+    client.protocol.transport = transport
+    client.protocol.goAway()
+    assert client.protocol.state == DocumentWebSocketProtocol.STATE_CLOSING
+    client.protocol.goAway()
+    assert not transport.disconnecting
+
+
+def test_a_client_that_never_answers_the_close_is_dropped_after_the_timeout(
+        client: Client) -> None:
+    client.protocol.goAway()
+    clock = client.protocol.factory.clock
+    clock.advance(client.protocol.factory.options.closeHandshakeTimeout + 1)
+    assert client.protocol.wasCloseHandshakeTimeout
+    assert client.transport.disconnecting
+
+
+def test_autobahn_synchronous_and_chopped_writes_keep_their_order(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Autobahn sends what it queues (synchronous or chopped writes) one piece per
+    turn of its loop; frames written meanwhile must wait their turn."""
+    import txaio
+
+    protocol, clock = client.protocol, client.protocol.factory.clock
+    monkeypatch.setattr(txaio.config, "loop", clock)
+    client.frames()
+    written = lambda: b"".join(client.transport._tempDataBuffer)[client.read:]  # noqa: E731
+    protocol.sendData(b"a1", sync=True)
+    protocol.sendData(b"b1", sync=True)
+    protocol.sendData(b"c1")
+    assert written() == b"a1"
+    for _ in range(5):
+        clock.advance(1)
+    assert written() == b"a1b1c1"
+    client.read += 6
+    protocol.sendData(b"d1d2d3", chopsize=2)
+    assert written() == b"d1"
+    for _ in range(5):
+        clock.advance(1)
+    assert written() == b"d1d2d3"
+    client.read += 6
+    protocol.sendData(b"e1")
+    protocol.sendData(b"f1")
+    assert written() == b"e1f1"
+
+
+def test_an_open_connection_keeps_only_what_differs_from_its_class(client: Client) -> None:
+    from rustybeam.websocket import _HANDSHAKE_LEFTOVERS
+
+    protocol = client.protocol
+    state = protocol.__dict__
+    assert not set(_HANDSHAKE_LEFTOVERS) & set(state)
+    assert "openHandshakeTimeoutCall" not in state
+    assert "trafficStats" not in state and "send_queue" not in state
+    cls = type(protocol)
+    assert all(getattr(cls, name, object()) is not value for name, value in state.items())
+    assert {"_wire", "_bucket", "_sent", "factory", "transport"} <= set(state)
+
+
+def test_frames_queued_before_the_connection_opened_are_still_sent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import txaio
+
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(),  # type: ignore[arg-type]
+                                       WebSocketOptions(autoPingInterval=0), _Reactor())
+    monkeypatch.setattr(txaio.config, "loop", factory.clock)
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    transport = Unsent(factory.clock)
+    protocol.makeConnection(transport)
+    protocol.sendData(b"first", sync=True)
+    protocol.sendData(b"second", sync=True)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.dataReceived(
+        "GET /d.html HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert protocol.state == DocumentWebSocketProtocol.STATE_OPEN
+    for _ in range(5):
+        factory.clock.advance(1)
+    written = b"".join(transport._tempDataBuffer)
+    assert written.startswith(b"first") and b"second" in written
+
+
+def test_a_connection_without_an_opening_handshake_timeout_is_compacted_too(
+        tmp_path: Path) -> None:
+    client = Client(tmp_path, openHandshakeTimeout=0)
+    assert "openHandshakeTimeoutCall" not in client.protocol.__dict__
+    assert "http_headers" not in client.protocol.__dict__
+
+
+def test_an_upgrade_request_without_a_site_is_not_logged() -> None:
+    from types import SimpleNamespace
+
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=None)
+    protocol, _, _ = openConnection(10**9, httpRequest=request)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert protocol.httpRequest is None
+
+
+def test_waiting_for_connections_that_close_in_time_leaves_no_timer() -> None:
+    clock = Clock()
+    factory = DocumentWebSocketFactory(None, DocumentChangeNotifier(), clock=clock)  # type: ignore[arg-type]
+    protocol = factory.connect("127.0.0.1", "/d.html", None)
+    waiting = factory.whenClosed(5)
+    factory.release(protocol)
+    assert waiting.called
+    assert clock.getDelayedCalls() == []
+
+
+def test_an_upgrade_request_without_a_site_still_opens_a_watching_connection() -> None:
+    from types import SimpleNamespace
+
+    request = upgradeRequest()
+    request.channel = SimpleNamespace(site=None)
+    protocol, transport, notifier = openConnection(10**9, httpRequest=request)
+    before = pendingBytes(transport)
+    notifier.changed(Change("PUT", "/d.html", "#a", 1, "x"))
+    assert pendingBytes(transport) > before
+
+
+def test_a_resumed_selector_subscription_replays_only_what_touched_its_selector(
+        client: Client) -> None:
+    client.change("#t", sequence=1)
+    client.frames()
+    client.protocol.factory.store._sequences["/d.html"] = 1
+    client.send({"action": "subscribe", "selector": "#a", "since": 0})
+    (acknowledged,) = client.replies()
+    assert acknowledged["type"] == "subscribed"
+
+
+class Recording:
+    """A logger that keeps what it is asked to log at info level."""
+
+    def __init__(self) -> None:
+        self.infos: list[tuple[str, dict[str, object]]] = []
+
+    def info(self, format: str, **fields: object) -> None:
+        self.infos.append((format, fields))
+
+    def debug(self, *args: object, **fields: object) -> None:
+        pass
+
+
+def test_a_slow_consumer_is_logged_and_told_why_it_is_closed() -> None:
+    item = lambda n: Change("PUT", "/d.html", "#a", n, "x" * 1000)  # noqa: E731
+    protocol, transport, notifier = openConnection(limit=10**9)
+    handshake = pendingBytes(transport)
+    protocol.factory.options = replace(protocol.factory.options, maxBacklogBytes=handshake + 10)
+    log = Recording()
+    protocol.log = log  # type: ignore[assignment]
+    notifier.changed(item(1))
+    assert log.infos == [("closing slow consumer {peer}", {"peer": protocol.peer})]
+    close = b"".join(transport._tempDataBuffer)[handshake:]
+    assert close[0] == 0x88 and close[4:] == b"client is reading too slowly"
