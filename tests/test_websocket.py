@@ -356,19 +356,6 @@ def readRawFrame(sock) -> bytes:
         data += chunk
 
 
-def test_deflate_clients_keep_their_own_window_when_asked_to_drop_their_context() -> None:
-    from autobahn.websocket.compress import PerMessageDeflateOffer
-
-    from rustybeam.websocket import CLIENT_WINDOW_BITS, _acceptDeflate
-
-    dropping = _acceptDeflate([PerMessageDeflateOffer(accept_max_window_bits=True)])
-    assert dropping.request_no_context_takeover and dropping.request_max_window_bits == 0
-    keeping = _acceptDeflate([PerMessageDeflateOffer(accept_no_context_takeover=False,
-                                                     accept_max_window_bits=True)])
-    assert not keeping.request_no_context_takeover
-    assert keeping.request_max_window_bits == CLIENT_WINDOW_BITS
-
-
 def test_deflate_watchers_get_one_shared_compressed_frame(docs: Docs) -> None:
     offer = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
     opened = [rawHandshake(docs.server, docs.url("doc.html"), offer) for _ in range(2)]

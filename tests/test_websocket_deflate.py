@@ -101,8 +101,7 @@ class Connection:
     ("permessage-deflate",
      "permessage-deflate; client_no_context_takeover; server_no_context_takeover"),
     ("permessage-deflate; client_max_window_bits",
-     "permessage-deflate; client_no_context_takeover; "
-     f"client_max_window_bits={CLIENT_WINDOW_BITS}; server_no_context_takeover"),
+     "permessage-deflate; client_no_context_takeover; server_no_context_takeover"),
     ("permessage-deflate; server_no_context_takeover",
      "permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
 ])
@@ -119,12 +118,21 @@ def test_only_a_deflate_offer_is_accepted_and_the_first_one() -> None:
     assert accepted is not None and accepted.offer is first
     assert accepted.no_context_takeover is True
     assert accepted.request_no_context_takeover is True
-    assert accepted.request_max_window_bits == CLIENT_WINDOW_BITS
+    assert accepted.request_max_window_bits == 0
     plain = _acceptDeflate([PerMessageDeflateOffer(accept_no_context_takeover=False,
                                                    accept_max_window_bits=False)])
     assert plain is not None
     assert (plain.no_context_takeover, plain.request_no_context_takeover,
             plain.request_max_window_bits) == (True, False, 0)
+
+
+def test_deflate_clients_keep_their_own_window_when_asked_to_drop_their_context() -> None:
+    dropping = _acceptDeflate([PerMessageDeflateOffer(accept_max_window_bits=True)])
+    assert dropping.request_no_context_takeover and dropping.request_max_window_bits == 0
+    keeping = _acceptDeflate([PerMessageDeflateOffer(accept_no_context_takeover=False,
+                                                     accept_max_window_bits=True)])
+    assert not keeping.request_no_context_takeover
+    assert keeping.request_max_window_bits == CLIENT_WINDOW_BITS
 
 
 def test_stream_items_are_sent_deflated_in_the_shared_frames(tmp_path: Path) -> None:
