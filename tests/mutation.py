@@ -31,6 +31,7 @@ MODULES: dict[str, list[str]] = {
     "changes": ["tests/test_notifier.py", "tests/test_units.py"],
     "streamitem": ["tests/test_streamitem.py"],
     "selectors": ["tests/test_units.py"],
+    "ids": ["tests/test_ids.py"],
     "paths": ["tests/test_units.py"],
     "accesslog": ["tests/test_accesslog.py"],
     "guard": ["tests/test_guard.py"],

@@ -111,3 +111,18 @@ def test_the_index_finds_what_xpath_finds_through_random_writes_undos_and_replay
             _check(lineage, lineage.working(), names)
             checked += 1
     assert checked > 100
+
+
+def test_the_root_element_is_found_by_its_id() -> None:
+    tree = _tree("<html id=top><body><p id=p>x</p></body></html>")
+    assert IdIndex(tree.getroot()).find("top") == [tree.getroot()]
+
+
+def test_removing_a_subtree_forgets_every_id_in_it_even_after_one_it_never_knew() -> None:
+    tree = _tree("<div id=d><p>x</p><p id=q>y</p></div>")
+    index = IdIndex(tree.getroot())
+    first = tree.getroot().find(".//p")
+    first.set("id", "unknown")
+    (div,) = index.find("d")
+    index.removed(div)
+    assert index.find("q") == []

@@ -58,6 +58,29 @@ def test_id_selector_matches_every_element_with_that_id_in_document_order() -> N
     assert [e.tag for e in found] == ["html", "li", "span"]
 
 
+def test_id_selector_takes_what_the_index_finds() -> None:
+    from rustybeam.ids import IdIndex
+
+    root = _ID_DOCUMENT.getroot()
+    index = IdIndex(root)
+    (only,) = selectors.compile("#b").select(root, index)
+    assert only.text == "2"
+    index._at["b"] = [root]  # an index is believed while its element holds the id and is in the tree
+    root.set("id", "b")
+    try:
+        assert selectors.compile("#b").select(root, index) == [root]
+    finally:
+        root.set("id", "a")
+
+
+def test_id_selector_asks_xpath_when_the_index_cannot_tell() -> None:
+    from rustybeam.ids import IdIndex
+
+    root = _ID_DOCUMENT.getroot()
+    found = selectors.compile("#a").select(root, IdIndex(root))
+    assert [e.tag for e in found] == ["html", "li", "span"]
+
+
 @pytest.mark.parametrize("css", ["li#a", "#a, #b", "#a > li", "[id=a]", "#a:first-child"])
 def test_selectors_beyond_one_id_use_the_general_translation(css: str) -> None:
     assert selectors._idOnly(css) is None
