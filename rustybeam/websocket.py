@@ -46,6 +46,7 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 SENT_MEMORY = 1024
 """Sequence numbers per document a resuming connection remembers having received."""
+_STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
 @dataclass(frozen=True)
@@ -361,20 +362,27 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
             deflate._decompressor = None
 
     def deliver(self, delivery: Delivery) -> None:
-        """Send one StreamItem, unless this client has fallen too far behind."""
-        if self.state != WebSocketServerProtocol.STATE_OPEN:
+        """Send one StreamItem, unless this client has fallen too far behind.
+
+        This runs once per watcher per change: the common recipient (no viewer, not
+        sequenced, text, no deflate) takes the change's shared plain frame without
+        further calls."""
+        if self.state != _STATE_OPEN:
             return
-        if self.sequenced and self._alreadySent(delivery.change):
-            return
-        bits = self._deflateBits
-        if bits < 0:
-            message = delivery.message(self.viewer, self.sequenced, self.compact)
-            if message is not None:
-                self.sendPreparedMessage(message)
-            return
-        data = delivery.frame(self.viewer, self.sequenced, self.compact, bits)
-        if data is None:
-            return
+        if self.viewer is None and not self.sequenced and not self.compact and not self._deflateBits:
+            data = delivery.plain or delivery.plainFrame()
+        else:
+            if self.sequenced and self._alreadySent(delivery.change):
+                return
+            bits = self._deflateBits
+            if bits < 0:
+                message = delivery.message(self.viewer, self.sequenced, self.compact)
+                if message is not None:
+                    self.sendPreparedMessage(message)
+                return
+            data = delivery.frame(self.viewer, self.sequenced, self.compact, bits)
+            if data is None:
+                return
         if not self._wire.write(data, self.factory.options.maxBacklogBytes):
             self.log.info("closing slow consumer {peer}", peer=self.peer)
             self.factory.notifier.forget(self)
