@@ -75,8 +75,10 @@ class Delivery:
         """The frame for a recipient with no viewer, not sequenced, text, no deflate."""
         data = self.plain
         if data is None:
-            data = self.plain = self.frame()  # type: ignore[assignment]
-        return data  # type: ignore[return-value]
+            data = self.frame()
+            assert data is not None  # with no viewer, everything is visible
+            self.plain = data
+        return data
 
     def contentFor(self, viewer: IViewer | None) -> str | None:
         """The content C{viewer} may see, or C{None} when it may see none of it."""
