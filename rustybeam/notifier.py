@@ -55,13 +55,30 @@ WHOLE_DOCUMENT: None = None
 
 class Delivery:
     """One change on its way out: each distinct payload and frame is built once and
-    shared by every recipient that gets the same bytes."""
+    shared by every recipient that gets the same bytes.
+
+    @ivar plain: the frame of the most common recipient (no viewer, not sequenced,
+        text, no permessage-deflate) once L{plainFrame} has built it, else C{None}:
+        read once per recipient, so it is a plain attribute.
+    """
+
+    __slots__ = ("change", "plain", "_contents", "_payloads", "_frames")
 
     def __init__(self, change: Change) -> None:
         self.change = change
+        self.plain: bytes | None = None
         self._contents: dict[Hashable, str | None] = {}
         self._payloads: dict[tuple[bool, bool, str | None], bytes] = {}
         self._frames: dict[tuple[bool, bool, str | None, int], bytes] = {}
+
+    def plainFrame(self) -> bytes:
+        """The frame for a recipient with no viewer, not sequenced, text, no deflate."""
+        data = self.plain
+        if data is None:
+            data = self.frame()
+            assert data is not None  # with no viewer, everything is visible
+            self.plain = data
+        return data
 
     def contentFor(self, viewer: IViewer | None) -> str | None:
         """The content C{viewer} may see, or C{None} when it may see none of it."""

@@ -309,6 +309,13 @@ def test_each_form_of_a_delivery_is_framed_once() -> None:
                 for b in (False, True)}) == 4
 
 
+def test_the_plain_frame_is_the_frame_of_a_recipient_with_no_viewer_sequence_or_deflate() -> None:
+    d = Delivery(change())
+    assert d.plain is None
+    assert d.plainFrame() is d.plain is d.frame()
+    assert d.plainFrame() is not d.frame(sequenced=True)
+
+
 def test_each_viewer_gets_what_it_may_see_judged_once_per_key() -> None:
     c = change()
     d = Delivery(c)

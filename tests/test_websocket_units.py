@@ -489,6 +489,38 @@ def test_a_viewer_may_subscribe_only_to_what_it_may_read(client: Client) -> None
     assert viewer.asked == ("/d.html", None, False)
 
 
+class Redacting:
+    key = "partial"
+
+    def redact(self, change: Change) -> str:
+        return "<li>part</li>"
+
+
+def test_a_connection_with_a_viewer_gets_its_own_content_not_the_shared_plain_frame(
+        client: Client) -> None:
+    delivery = Delivery(change("#a"))
+    delivery.plainFrame()
+    client.protocol.viewer = Redacting()  # type: ignore[assignment]
+    client.protocol.deliver(delivery)
+    ((opcode, payload),) = client.frames()
+    assert b"<li>part</li>" in payload
+
+
+def test_a_sequenced_connection_gets_the_sequence_not_the_shared_plain_frame(client: Client) -> None:
+    delivery = Delivery(change("#a", sequence=7))
+    delivery.plainFrame()
+    client.protocol.sequenced = True
+    client.protocol.deliver(delivery)
+    ((opcode, payload),) = client.frames()
+    assert b'<span itemprop="sequence">7</span>' in payload
+
+
+def test_a_plain_connection_gets_the_shared_plain_frame(client: Client) -> None:
+    delivery = Delivery(change("#a"))
+    client.protocol.deliver(delivery)
+    assert b"".join(client.transport._tempDataBuffer).endswith(delivery.plainFrame())
+
+
 def test_going_away_closes_with_1001(client: Client) -> None:
     client.protocol.goAway()
     ((opcode, payload),) = client.frames()
