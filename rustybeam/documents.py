@@ -562,7 +562,11 @@ class DocumentStore:
             except Exception as e:
                 return outcomes, tree, data, e
 
-        outcomes, tree, data, written = await self._inThread(applyAndWrite)
+        try:
+            outcomes, tree, data, written = await self._inThread(applyAndWrite)
+        except BaseException:
+            lineage.discardWorking()  # it may hold edits of writes that now fail
+            raise
         queue.extendleft(reversed(group[len(outcomes):]))
         done = group[:len(outcomes)]
         plans = [o for o in outcomes if isinstance(o, _Plan)]
