@@ -32,6 +32,8 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -148,6 +150,31 @@ def fsyncLoop(directory: str, data: bytes, seconds: float) -> float:
     return count / seconds
 
 
+@contextmanager
+def serving(root: str, fsync: bool) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """C{python -m rustybeam} on C{root} and a free loopback port, once it listens."""
+    port = freePort()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rustybeam", "--root", root,
+         "--port", f"tcp:{port}:interface=127.0.0.1", *([] if fsync else ["--no-fsync"])],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield server, port
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def clients(port: int, n: int, items: int, seconds: float) -> tuple[int, list[float]]:
     """Run C{n} clients for C{seconds}; acknowledged writes and their latencies."""
     latencies: list[list[float]] = [[] for _ in range(n)]
@@ -188,23 +215,7 @@ def overHttp(seconds: float) -> None:
                 with open(os.path.join(root, "doc.html"), "wb") as f:
                     f.write(data)
                 anchor = fsyncLoop(root, data, 1.0) if fsync else None
-                port = freePort()
-                args = [sys.executable, "-m", "rustybeam", "--root", root,
-                        "--port", f"tcp:{port}:interface=127.0.0.1"]
-                if not fsync:
-                    args.append("--no-fsync")
-                server = subprocess.Popen(args, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    deadline = time.monotonic() + 20
-                    while True:
-                        try:
-                            socket.create_connection(("127.0.0.1", port), 0.2).close()
-                            break
-                        except OSError:
-                            if time.monotonic() > deadline:
-                                raise
-                            time.sleep(0.05)
+                with serving(root, fsync) as (server, port):
                     clients(port, 1, items, 0.5)  # warm up: parse, first write
                     for n in (1, 8):
                         cpu0 = serverCpu(server.pid)
@@ -218,9 +229,6 @@ def overHttp(seconds: float) -> None:
                         print(f"| {label} | {'on' if fsync else 'off'} | {n} | {count / wall:.0f} | "
                               f"{cpu / max(count, 1) * 1e3:.2f} ms | {p50:.1f} ms | {p99:.1f} ms | {raw} |",
                               flush=True)
-                finally:
-                    server.terminate()
-                    server.wait(30)
 
 
 def _watch(port: int, path: str) -> socket.socket:
@@ -287,22 +295,7 @@ def _responsiveness(seconds: float, fsync: bool) -> None:
             f.write(document(SIZES["1 MB"]))
         with open(os.path.join(root, "small.html"), "wb") as f:
             f.write(document(10))
-        port = freePort()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rustybeam", "--root", root,
-             "--port", f"tcp:{port}:interface=127.0.0.1", *([] if fsync else ["--no-fsync"])],
-            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+        with serving(root, fsync) as (server, port):
             clients(port, 1, SIZES["1 MB"], 0.5)
             watcher = _watch(port, "/small.html")
             received: list[float] = []
@@ -346,9 +339,6 @@ def _responsiveness(seconds: float, fsync: bool) -> None:
                           f"{samples[len(samples) // 2] * 1e3:.1f} ms | "
                           f"{samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1e3:.1f} ms | "
                           f"{samples[-1] * 1e3:.1f} ms | {len(samples)} |", flush=True)
-        finally:
-            server.terminate()
-            server.wait(30)
 
 
 def main() -> None:
