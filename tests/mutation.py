@@ -34,10 +34,10 @@ MODULES: dict[str, list[str]] = {
     "paths": ["tests/test_units.py"],
     "accesslog": ["tests/test_accesslog.py"],
     "guard": ["tests/test_guard.py"],
-    "markup": ["tests/test_units.py", "tests/test_microdata.py"],
+    "markup": ["tests/test_units.py", "tests/test_microdata.py", "tests/test_markup_units.py"],
     "notifier": ["tests/test_notifier.py"],
     "websocket": ["tests/test_websocket_units.py"],
-    "documents": ["tests/test_units.py",
+    "documents": ["tests/test_units.py", "tests/test_documents_units.py",
                   "tests/test_durability.py::test_failed_durable_write_leaves_the_cache_untouched"],
     "auth": ["tests/test_auth.py"],
 }
