@@ -388,10 +388,32 @@ async def test_a_write_with_a_stale_etag_is_refused(s: Store) -> None:
     await s.store.append(s.page, css("#a"), b"<b>1</b>")
     before = s.bytes()
     for write in (s.store.append(s.page, css("#a"), b"<b>2</b>", ifMatch=stale),
+                  s.store.replace(s.page, css("#a"), b"<b>2</b>", ifMatch=stale),
+                  s.store.remove(s.page, css("#a"), ifMatch=stale),
                   s.store.putDocument(s.page, b"<p>x</p>", ifMatch=stale),
+                  s.store.appendDocument(s.page, b"<p>x</p>", ifMatch=stale),
                   s.store.deleteDocument(s.page, ifMatch=stale)):
         assert (await refused(write)) is PRECONDITION_FAILED
     assert s.bytes() == before and len(s.changes) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_kind_of_write_can_be_refused_by_its_check(s: Store) -> None:
+    seen: list[list[str]] = []
+
+    def forbid(tree) -> None:
+        seen.append(ids(tree))
+        raise Problem(403, "forbidden", "no")
+
+    for write in (s.store.append(s.page, css("#a"), b"<b>2</b>", check=forbid),
+                  s.store.replace(s.page, css("#a"), b"<b>2</b>", check=forbid),
+                  s.store.remove(s.page, css("#a"), check=forbid),
+                  s.store.putDocument(s.page, b"<p>x</p>", check=forbid),
+                  s.store.appendDocument(s.page, b"<p>x</p>", check=forbid),
+                  s.store.deleteDocument(s.page, check=forbid)):
+        assert (await refused(write)).status == 403
+    assert seen == [["a", "b", "l"]] * 6
+    assert s.bytes() == PAGE and s.changes == []
 
 
 @pytest_twisted.ensureDeferred
@@ -865,3 +887,118 @@ async def test_drain_waits_for_every_accepted_write(s: Store) -> None:
     assert all(d.called for d in pending)
     assert len(s.changes) == 3
     assert isinstance(pending[0].result, WriteResult)
+
+
+# Costs the store promises: no parse in the reactor thread, no copy per write
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_write_to_a_document_not_yet_read_parses_it_in_a_worker_thread(
+        s: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    threads: list[bool] = []
+    real = markup.parseLeniently
+
+    def parse(data: bytes):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(data)
+
+    monkeypatch.setattr(markup, "parseLeniently", parse)
+    (s.root / "other.html").write_bytes(PAGE)
+    await s.store.append(s.page, css("#a"), b"<b>x</b>")
+    await s.store.putDocument(s.doc("/other.html"), b"<p>x</p>")
+    assert threads == [False, False]
+
+
+@pytest_twisted.ensureDeferred
+async def test_consecutive_writes_edit_the_document_without_copying_it_again(
+        s: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    copies: list[object] = []
+    real = markup.copyTree
+
+    def copyTree(tree):
+        copies.append(tree)
+        return real(tree)
+
+    monkeypatch.setattr(markup, "copyTree", copyTree)
+    for i in range(4):
+        await s.store.append(s.page, css("#l"), f"<li>{i}</li>".encode())
+    assert len(copies) == 1
+    assert b"<li>1</li><li>0</li><li>1</li><li>2</li><li>3</li>" in s.bytes()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_works_in_the_thread_pool_of_the_reactor_it_is_given(
+        tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    class Reactor:
+        pools = 0
+
+        def getThreadPool(self):
+            Reactor.pools += 1
+            return reactor.getThreadPool()
+
+        def __getattr__(self, name: str):
+            return getattr(reactor, name)
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "page.html").write_bytes(PAGE)
+    store = DocumentStore(str(root), options=StoreOptions(fsync=False), reactor=Reactor())
+    await store.append(store.locate("/page.html"), css("#a"), b"<b>x</b>")
+    assert Reactor.pools >= 2
+
+
+def test_a_leftover_name_on_something_other_than_a_file_is_left_alone(s: Store) -> None:
+    os.mkfifo(s.root / ".rustybeam-fifo.tmp")
+    assert s.store.removeLeftovers() == 0
+    assert (s.root / ".rustybeam-fifo.tmp").exists()
+
+
+# Round trips and parsing contexts of selector writes
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_queued_write_that_a_parser_would_move_is_refused_alone(s: Store) -> None:
+    (s.root / "p.html").write_bytes(
+        b"<!DOCTYPE html><html><head></head><body><p id=p>x</p><div id=d></div></body></html>")
+    doc = s.doc("/p.html")
+    await s.store.append(doc, css("#d"), b"<i>0</i>")
+    d1 = s.store.append(doc, css("#d"), b"<i>1</i>")
+    d2 = s.store.append(doc, css("#p"), b"<div>in p</div>")
+    d4 = s.store.append(doc, css("#d"), b"<i>4</i>")
+    await d1
+    assert (await refused(d2)).code == RESTRUCTURED.code
+    await d4
+    assert b'<p id="p">x</p><div id="d"><i>0</i><i>1</i><i>4</i></div>' in s.bytes("p.html")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_row_appended_to_a_table_body_stays_a_row(s: Store) -> None:
+    (s.root / "t.html").write_bytes(
+        b"<!DOCTYPE html><html><head></head><body><table><tbody id=b><tr><td id=c>1</td>"
+        b"</tr></tbody></table></body></html>")
+    doc = s.doc("/t.html")
+    await s.store.append(doc, css("#b"), b"<tr><td>2</td></tr>")
+    await s.store.replace(doc, css("#c"), b"<td id=c>one</td>")
+    assert b'<tbody id="b"><tr><td id="c">one</td></tr><tr><td>2</td></tr></tbody>' in (
+        s.bytes("t.html"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_removing_the_html_element_is_refused_as_a_parser_would_restore_it(
+        s: Store) -> None:
+    for _ in range(2):  # as the document's first write, and once it is verified
+        assert (await refused(s.store.remove(s.page, css("html")))).code == RESTRUCTURED.code
+        await s.store.append(s.page, css("#a"), b"<b>x</b>")
+    assert ids(s.store.tree(s.page)) == ["a", "b", "l"]
+    assert markup.serializeDocument(s.store.tree(s.page)) == s.bytes()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unstorable_body_is_refused_with_lxml_s_reason_on_one_line(
+        s: Store) -> None:
+    problem = await refused(s.store.append(s.page, css("#a"), b"<b>\x01</b>"))
+    assert problem.message.startswith(UNSTORABLE.message + ": All strings must be XML")
