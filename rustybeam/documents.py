@@ -544,8 +544,12 @@ class DocumentStore:
                     pending.deferred.errback(failure)
             return
         diskTag = info.etag if info is not None else None
-        outcomes, tree, data = await self._inThread(
-            lambda: _applyGroup(lineage, group, diskTag))
+        try:
+            outcomes, tree, data = await self._inThread(
+                lambda: _applyGroup(lineage, group, diskTag))
+        except BaseException:
+            lineage.discardWorking()  # it may hold edits of writes that now fail
+            raise
         queue.extendleft(reversed(group[len(outcomes):]))
         done = group[:len(outcomes)]
         plans = [o for o in outcomes if isinstance(o, _Plan)]
