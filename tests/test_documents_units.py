@@ -1038,7 +1038,7 @@ async def test_writes_queued_behind_a_checked_whole_replacement_form_one_group(
     pending = [s.store.replace(s.page, css("html"), b"<p id=n>n</p>")]
     pending += [s.store.append(s.page, css("#n"), f"<b>{i}</b>".encode()) for i in range(3)]
     pending.append(s.store.append(s.page, css("#n"), b"<div>moved</div>"))
-    results = await DeferredList(pending)
+    results = await DeferredList(pending, consumeErrors=True)
     assert [ok for ok, _ in results] == [True, True, True, True, False]
     assert results[-1][1].value.code == RESTRUCTURED.code
     assert len(written) == 2  # the replacement (checked whole); then one group
@@ -1166,7 +1166,7 @@ async def test_an_unexpected_error_in_a_group_fails_its_writes_and_not_the_next(
     monkeypatch.setattr(markup, "serializeDocument", broken)
     d1 = s.store.append(s.page, css("#a"), b"<i>1</i>")
     d2 = s.store.append(s.page, css("#b"), b"<i>2</i>")
-    results = await DeferredList([d1, d2])
+    results = await DeferredList([d1, d2], consumeErrors=True)
     assert [(ok, type(r.value)) for ok, r in results] == [(False, RuntimeError)] * 2
     monkeypatch.setattr(markup, "serializeDocument", real)
     await s.store.append(s.page, css("#b"), b"<i>3</i>")

@@ -138,3 +138,29 @@ def test_a_context_is_matched_whatever_its_case() -> None:
 def test_a_text_context_parses_markup_as_text() -> None:
     assert markup.parseFragment("<b>x</b>", "title") == ["<b>x</b>"]
     assert markup.parseFragment("<b>x</b>", "script") == ["<b>x</b>"]
+
+
+def test_a_whole_document_is_parsed_by_lexbor_when_it_can_be(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rustybeam import fastparse
+
+    fast = etree.ElementTree(etree.Element("html"))
+    monkeypatch.setattr(fastparse, "parse", lambda text: fast)
+    assert markup.parseWhole("<p>x</p>") is fast
+
+
+def test_inserted_elements_go_before_the_siblings_that_follow() -> None:
+    parent = etree.fromstring("<div><b/><s/></div>")
+    markup.insertNodes(parent, 1, parent[0], [etree.Element("i"), etree.Element("u")])
+    assert [e.tag for e in parent] == ["b", "i", "u", "s"]
+
+
+def test_text_replacing_an_element_joins_the_tail_of_the_one_before() -> None:
+    parent = etree.fromstring("<div>a<s/>s-tail<b>b</b>tail</div>")
+    markup.replaceWith(parent[1], ["x", etree.Element("u"), "y"])
+    assert etree.tostring(parent, encoding="unicode") == "<div>a<s/>s-tailx<u/>ytail</div>"
+
+
+def test_same_structure_tells_a_different_parent_behind_a_comment() -> None:
+    doc = markup.parseDocument
+    assert not markup.sameStructure(doc("<div><!--c--></div><p>x</p>"), doc("<div><p>x</p></div>"))
