@@ -1184,3 +1184,37 @@ def test_leftovers_among_many_files_are_all_found(s: Store, tmp_path: Path) -> N
     assert not list(s.root.glob(".rustybeam-[0-9]*.tmp"))
     assert len(list(s.root.glob("keep-*.tmp"))) == 12
     assert len(list(s.root.glob(".rustybeam-link*.tmp"))) == 12
+
+
+@pytest_twisted.ensureDeferred
+async def test_draining_consumes_the_errors_of_failed_writes(s: Store) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    d = s.store.append(s.page, css("#nothing"), b"x")
+    await s.store.drain()
+    await deferLater(reactor, 0, lambda: None)
+    seen: list[object] = []
+    d.addBoth(seen.append)
+    assert seen == [None]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_document_whose_write_failed_is_read_again_from_disk(
+        s: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(filename: str, data: bytes, fsync: bool = True) -> os.stat_result:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def vanished(filename: str, fsync: bool = True) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(documents, "atomicWrite", fail)
+    monkeypatch.setattr(documents, "durableUnlink", vanished)
+    for write in (lambda: s.store.append(s.page, css("#a"), b"<b>x</b>"),
+                  lambda: s.store.putDocument(s.page, b"<p>x</p>"),
+                  lambda: s.store.deleteDocument(s.page)):
+        s.store.tree(s.page)
+        assert s.store.isLoaded(s.page)
+        await refused(write())
+        assert not s.store.isLoaded(s.page)
+    assert ids(s.store.tree(s.page)) == ["a", "b", "l"]
