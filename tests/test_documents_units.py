@@ -1218,3 +1218,25 @@ async def test_a_document_whose_write_failed_is_read_again_from_disk(
         await refused(write())
         assert not s.store.isLoaded(s.page)
     assert ids(s.store.tree(s.page)) == ["a", "b", "l"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_write_that_cannot_be_undone_keeps_its_error_and_is_forgotten(
+        s: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rustybeam import versions
+
+    (s.root / "p.html").write_bytes(
+        b"<!DOCTYPE html><html><head></head><body><p id=p>x</p><div id=d></div></body></html>")
+    doc = s.doc("/p.html")
+    await s.store.append(doc, css("#d"), b"<i>0</i>")
+
+    def undo(self, tree) -> None:
+        raise RuntimeError("undo bug")
+
+    monkeypatch.setattr(versions.Edit, "undo", undo)
+    assert (await refused(s.store.append(doc, css("#p"), b"<div>in p</div>"))).code == (
+        RESTRUCTURED.code)
+    monkeypatch.undo()
+    await s.store.append(doc, css("#d"), b"<i>1</i>")
+    assert b"in p" not in s.bytes("p.html")
+    assert b'<div id="d"><i>0</i><i>1</i></div>' in s.bytes("p.html")
