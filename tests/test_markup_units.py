@@ -165,3 +165,13 @@ def test_same_structure_tells_a_different_parent_behind_a_comment() -> None:
     doc = markup.parseDocument
     assert not markup.sameStructure(doc("<div><!--c--></div><p>x</p>"),
                                     doc("<div><p>x</p></div><!--c-->"))
+
+
+def test_fragments_are_parsed_by_lexbor_in_the_contexts_where_it_builds_html5libs_nodes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def html5lib() -> object:
+        raise AssertionError("html5lib parsed a fragment that lexbor can")
+
+    monkeypatch.setattr(markup, "_parser", html5lib)
+    nodes = markup.parseFragment('<li id="a">x</li> tail', "ul")
+    assert [getattr(n, "tag", n) for n in nodes] == ["li", " tail"]
