@@ -702,3 +702,28 @@ async def test_store_loads_a_document_in_a_worker_thread_before_reading_it(store
     assert not s.isLoaded(store.doc)
     await s.load(s.locate("/missing.html"))
     assert s.isLoaded(s.locate("/missing.html"))
+
+
+class _Versions:
+    def __init__(self) -> None:
+        self.before = markup.parseDocument("<ul><li>old</li></ul>")
+        self.after = markup.parseDocument("<ul><li>new</li></ul>")
+        self.removed = [(1, 0, 0)]
+        self.inserted = [(1, 0, 0)]
+        self.containers = [(1, 0)]
+
+    def treeBefore(self) -> etree._ElementTree:
+        return self.before
+
+    def treeAfter(self) -> etree._ElementTree:
+        return self.after
+
+
+def test_a_lazy_change_finds_removed_elements_before_and_inserted_ones_after() -> None:
+    versions = _Versions()
+    change = Change.lazy("PUT", "/d.html", "li", 7, "<li>new</li>", 123, versions, b"<li>new</li>")
+    assert [e.text for e in change.removed] == ["old"]
+    assert [e.text for e in change.inserted] == ["new"]
+    assert [e.tag for e in change.containers] == ["ul"]
+    assert change.before is versions.before and change.after is versions.after
+    assert (change.size, change.body) == (123, b"<li>new</li>")
