@@ -36,9 +36,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sendfloor import drain  # noqa: E402
 
 
 def reader(port: int, n: int) -> None:
@@ -63,17 +64,7 @@ def reader(port: int, n: int) -> None:
             sys.exit(f"handshake refused: {head[:80]!r}")
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    while True:
-        for key, _ in sel.select():
-            try:
-                if not key.fileobj.recv(1 << 16):
-                    return
-            except BlockingIOError:
-                pass
-            except OSError:
-                return
+    drain(sel)
 
 
 def cpu_us() -> float:

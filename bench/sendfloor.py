@@ -37,6 +37,11 @@ def reader(port: int, n: int) -> None:
         s = socket.create_connection(("127.0.0.1", port))
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
+    drain(sel)
+
+
+def drain(sel: selectors.BaseSelector) -> None:
+    """Say "ready", then read and drop whatever arrives until a connection closes."""
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
