@@ -557,10 +557,7 @@ class DocumentStore:
             outcomes, tree, data = _applyGroup(lineage, group, diskTag)
             if data is None or any(isinstance(o, _Plan) and o.edit is None for o in outcomes):
                 return outcomes, tree, data, None
-            try:
-                return outcomes, tree, data, atomicWrite(doc.filename, data, fsync)
-            except Exception as e:
-                return outcomes, tree, data, e
+            return outcomes, tree, data, _written(doc.filename, data, fsync)
 
         try:
             outcomes, tree, data, written = await self._inThread(applyAndWrite)
@@ -614,17 +611,8 @@ class DocumentStore:
         """Write C{data} to disk (C{None}: delete the file); the new file's status. On
         failure the document is dropped from the cache and the error raised."""
         fsync = self.options.fsync
-
-        def store() -> os.stat_result | Exception | None:
-            try:
-                if data is None:
-                    durableUnlink(doc.filename, fsync)
-                    return None
-                return atomicWrite(doc.filename, data, fsync)
-            except Exception as e:
-                return e
-
-        return self._stored(doc, await self._inThread(store), lineage)
+        return self._stored(doc, await self._inThread(
+            lambda: _written(doc.filename, data, fsync)), lineage)
 
     def _stored(self, doc: DocumentPath, written: os.stat_result | Exception | None,
                 lineage: versions.Lineage | None) -> os.stat_result | None:
@@ -671,6 +659,18 @@ class DocumentStore:
             return self.tree(doc)
         except (Problem, ValueError):
             return None
+
+
+def _written(filename: str, data: bytes | None, fsync: bool) -> os.stat_result | Exception | None:
+    """Write C{data} to C{filename} durably (C{None}: delete it), in a worker thread;
+    the new file's status, or the error, returned for L{DocumentStore._stored}."""
+    try:
+        if data is None:
+            durableUnlink(filename, fsync)
+            return None
+        return atomicWrite(filename, data, fsync)
+    except Exception as e:
+        return e
 
 
 def _applySelector(method: str, selector: Selector, body: bytes,

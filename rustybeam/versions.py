@@ -77,14 +77,12 @@ class Step:
             for child in self.removed:
                 copy = deepcopy(child)
                 root.append(copy)
-                if ids is not None:
-                    ids.added(copy)
+                _record(ids, [copy])
             return
         parent = follow(tree, self.path if self.kind == "append" else self.path[:-1])
         index = self.index
         for _ in range(self.inserted):
-            if ids is not None:
-                ids.removed(parent[index])
+            _forget(ids, [parent[index]])
             del parent[index]
         parent.text = self.text
         if index > 0:
@@ -92,8 +90,7 @@ class Step:
         for offset, element in enumerate(self.removed):
             copy = deepcopy(element)
             parent.insert(index + offset, copy)
-            if ids is not None:
-                ids.added(copy)
+            _record(ids, [copy])
 
     def redo(self, tree: etree._ElementTree, ids: IdIndex | None = None) -> None:
         """Apply this step to C{tree}, which is in the state before it (once only:
