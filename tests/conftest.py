@@ -300,6 +300,20 @@ def rawHandshake(server: Server, path: str, headers: dict[str, str] | None = Non
     return sock, data
 
 
+def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
+    """Whole unmasked server frames, one after the other: (first header byte, payload)."""
+    out = []
+    while data:
+        n, start = data[1] & 0x7F, 2
+        if n == 126:
+            n, start = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, start = int.from_bytes(data[2:10], "big"), 10
+        out.append((data[0], data[start:start + n]))
+        data = data[start + n:]
+    return out
+
+
 def clientFrame(payload: bytes, opcode: int = 1) -> bytes:
     """One masked, final client frame."""
     mask = os.urandom(4)

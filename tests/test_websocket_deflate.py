@@ -19,7 +19,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
-from conftest import clientFrame
+from conftest import clientFrame, serverFrames
 from test_websocket_units import Unsent, _Reactor, change
 
 from rustybeam.documents import DocumentStore, StoreOptions
@@ -72,14 +72,7 @@ class Connection:
         """The frames written since the last call: (opcode, RSV1, payload)."""
         data = b"".join(self.transport._tempDataBuffer)
         new, self.read = data[self.read:], len(data)
-        out = []
-        while new:
-            n, start = new[1] & 0x7F, 2
-            if n == 126:
-                n, start = int.from_bytes(new[2:4], "big"), 4
-            out.append((new[0] & 0x0F, bool(new[0] & 0x40), new[start:start + n]))
-            new = new[start + n:]
-        return out
+        return [(head & 0x0F, bool(head & 0x40), payload) for head, payload in serverFrames(new)]
 
     def messages(self, fresh: bool = True) -> list[tuple[int, bytes]]:
         """The messages written since the last call, inflated (each with a fresh

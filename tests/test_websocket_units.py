@@ -22,7 +22,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import clientFrame
+from conftest import clientFrame, serverFrames
 from twisted.web.test.requesthelper import DummyRequest
 
 from rustybeam import markup, selectors
@@ -289,16 +289,7 @@ class Client:
         """The frames the server wrote since the last call: (opcode, payload)."""
         data = b"".join(self.transport._tempDataBuffer)
         new, self.read = data[self.read:], len(data)
-        out = []
-        while new:
-            n, start = new[1] & 0x7F, 2
-            if n == 126:
-                n, start = int.from_bytes(new[2:4], "big"), 4
-            elif n == 127:
-                n, start = int.from_bytes(new[2:10], "big"), 10
-            out.append((new[0] & 0x0F, new[start:start + n]))
-            new = new[start + n:]
-        return out
+        return [(head & 0x0F, payload) for head, payload in serverFrames(new)]
 
     def replies(self) -> list[dict[str, object]]:
         out = []
