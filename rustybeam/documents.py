@@ -777,7 +777,8 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
         return _Plan(method, selector.css, markup.serialize(after.getroot()), data,
                      tree=after, verified=True)
     edit = edit if edit is not None else versions.Edit()
-    if method != "POST":
+    single = len(targets) == 1 and targets[0].getparent() is not None
+    if method != "POST" and not single:
         edit.removed = [versions.pathOf(t) for t in targets]
     pieces: list[str] = []
     inserted: list[etree._Element] = []
@@ -805,13 +806,22 @@ def _edit(method: str, selector: Selector, text: str, tree: etree._ElementTree,
             container = parent
         edit.steps.append(step)
         containers.append(container)
+        new = [n for n in nodes if not isinstance(n, str)]
         if method != "DELETE":
             pieces.append(markup.serializeAll(nodes))
-            inserted.extend(n for n in nodes if not isinstance(n, str))
-        if verified and not roundtrip.editRoundTrips(tree, container, step.index, step.inserted):
+            inserted.extend(new)
+        if verified and not roundtrip.editRoundTrips(tree, container, step.index, step.inserted,
+                                                     new):
             raise RESTRUCTURED
-    edit.inserted = [versions.pathOf(e) for e in inserted]
-    edit.containers = [versions.pathOf(e) for e in containers]
+    if single:
+        # one step: its path and index say where everything is, without walking again
+        where = step.path if method == "POST" else step.path[:-1]
+        edit.removed = [] if method == "POST" else [step.path]
+        edit.inserted = [where + (step.index + k,) for k in range(len(inserted))]
+        edit.containers = [where]
+    else:
+        edit.inserted = [versions.pathOf(e) for e in inserted]
+        edit.containers = [versions.pathOf(e) for e in containers]
     return _Plan(method, selector.css, "\n".join(pieces), None, tree=tree, edit=edit)
 
 

@@ -158,28 +158,39 @@ def _appendText(parent: etree._Element, previous: etree._Element | None, text: s
         previous.tail = (previous.tail or "") + text
 
 
-def insertNodes(
-    parent: etree._Element, index: int, previous: etree._Element | None, nodes: list[Node]
-) -> etree._Element | None:
-    """Insert C{nodes} at C{index} of C{parent}, after C{previous}; return the last element."""
+def appendNodes(parent: etree._Element, nodes: list[Node]) -> None:
+    """Insert C{nodes} after the last child of C{parent} (without counting its children)."""
+    previous = lastChild(parent)
     for node in nodes:
         if isinstance(node, str):
             _appendText(parent, previous, node)
         else:
-            parent.insert(index, node)
-            index += 1
+            parent.append(node)
             previous = node
-    return previous
 
 
 def replaceWith(target: etree._Element, nodes: list[Node]) -> None:
+    """Put C{nodes} where C{target} is, and remove it (keeping its tail text in place).
+    Its position is never counted: that would cost a walk over its preceding siblings."""
     parent = target.getparent()
     tail = target.tail
     previous = target.getprevious()
-    index = parent.index(target)
+    for node in nodes:
+        if isinstance(node, str):
+            _appendText(parent, previous, node)
+        else:
+            target.addprevious(node)
+            previous = node
     parent.remove(target)
-    last = insertNodes(parent, index, previous, nodes)
-    _appendText(parent, last, tail)
+    _appendText(parent, previous, tail)
+
+
+def lastChild(parent: etree._Element) -> etree._Element | None:
+    """The last child of C{parent} (found from the end, without counting the others)."""
+    try:
+        return parent[-1]
+    except IndexError:
+        return None
 
 
 def detach(target: etree._Element) -> etree._Element:

@@ -32,13 +32,14 @@ def documentRoundTrips(tree: etree._ElementTree, data: bytes) -> bool:
 
 
 def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: int,
-                   count: int) -> bool:
+                   count: int, inserted: list[etree._Element] | None = None) -> bool:
     """
     Whether the C{count} elements at C{index} of C{container} (just inserted into
-    C{tree}, with the text around them), or the gap at C{index} when C{count} is 0
-    (something was removed there), parse back where they are.
+    C{tree}, with the text around them; C{inserted}, when given), or the gap at
+    C{index} when C{count} is 0 (something was removed there), parse back where they
+    are.
     """
-    skeleton = _skeleton(container, index, count)
+    skeleton = _skeleton(container, index, count, inserted or None)
     doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
     data = (doctype + "\n" + etree.tostring(skeleton, method="html", encoding="unicode"))
     return markup.sameStructure(etree.ElementTree(skeleton), markup.parseWhole(data))
@@ -60,7 +61,8 @@ def _elementSibling(element: etree._Element, preceding: bool) -> etree._Element 
     return None
 
 
-def _skeleton(container: etree._Element, index: int, count: int) -> etree._Element:
+def _skeleton(container: etree._Element, index: int, count: int,
+              inserted: list[etree._Element] | None = None) -> etree._Element:
     chain = [container, *container.iterancestors()]
     chain.reverse()
     top = current = _shallow(chain[0])
@@ -85,8 +87,11 @@ def _skeleton(container: etree._Element, index: int, count: int) -> etree._Eleme
         for child in container[:max(index - 1, 0)]:
             if isinstance(child.tag, str):
                 current.append(_shallow(child))
-    if index > 0:
-        previousNode = container[index - 1]
+    if inserted is not None:
+        previousNode = inserted[0].getprevious()
+    else:
+        previousNode = container[index - 1] if index > 0 else None
+    if previousNode is not None:
         if isinstance(previousNode.tag, str):
             shallow = _shallow(previousNode)
             shallow.tail = previousNode.tail
@@ -97,14 +102,20 @@ def _skeleton(container: etree._Element, index: int, count: int) -> etree._Eleme
             current.text = previousNode.tail
     else:
         current.text = container.text
-    for offset in range(count):
-        current.append(deepcopy(container[index + offset]))
-    for node in _after(container, index + count):
+    new = inserted if inserted is not None else [container[index + k] for k in range(count)]
+    for node in new:
+        current.append(deepcopy(node))
+    following = _following(inserted[-1]) if inserted is not None else _after(container, index + count)
+    for node in following:
         if isinstance(node.tag, str):
             current.append(_shallow(node))
             if container is not chain[0]:
                 break
     return top
+
+
+def _following(node: etree._Element) -> Iterator[etree._Element]:
+    return node.itersiblings()
 
 
 def _after(container: etree._Element, index: int) -> Iterator[etree._Element]:

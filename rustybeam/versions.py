@@ -67,6 +67,9 @@ class Step:
     text: str | None
     tail: str | None
     index: int
+    anchor: str | None = None
+    """The C{id} of the element at C{path} when the step was taken: with the index of a
+    tree in the same state, it finds that element without walking to it."""
 
     def undo(self, tree: etree._ElementTree, ids: IdIndex | None = None) -> None:
         """Turn C{tree} from the state after this step back into the one before it
@@ -97,9 +100,9 @@ class Step:
         the recorded nodes move into C{tree}), and to C{ids}, the index of C{tree}."""
         nodes = self.nodes or []
         self.nodes = None
-        target = follow(tree, self.path)
+        target = self._target(tree, ids)
         if self.kind == "append":
-            markup.insertNodes(target, len(target), target[-1] if len(target) else None, nodes)
+            markup.appendNodes(target, nodes)
         elif self.kind == "replace":
             _forget(ids, [target])
             markup.replaceWith(target, nodes)
@@ -107,6 +110,15 @@ class Step:
             _forget(ids, list(target) if target.getparent() is None else [target])
             markup.detach(target)
         _record(ids, nodes)
+
+    def _target(self, tree: etree._ElementTree, ids: IdIndex | None) -> etree._Element:
+        """The element at C{path}: by its id when C{ids} holds exactly one element with
+        it (then it is that one, as the tree is in the state the step was taken in)."""
+        if ids is not None and self.anchor is not None:
+            found = ids.find(self.anchor)
+            if found:
+                return found[0]
+        return follow(tree, self.path)
 
 
 def _forget(ids: IdIndex | None, removed: list[etree._Element]) -> None:
@@ -125,18 +137,15 @@ def _pristine(nodes: list[Node]) -> list[Node]:
     return [n if isinstance(n, str) else deepcopy(n) for n in nodes]
 
 
-def _textState(parent: etree._Element, index: int) -> tuple[str | None, str | None]:
-    return parent.text, (parent[index - 1].tail if index > 0 else None)
-
-
 def replace(target: etree._Element, nodes: list[Node], ids: IdIndex | None = None) -> Step:
     """Replace C{target} (not the root) with C{nodes}; the step that did it. C{ids},
     the index of the tree, follows."""
     parent = target.getparent()
     index = parent.index(target)
-    text, tail = _textState(parent, index)
-    step = Step("replace", pathOf(target), _pristine(nodes),
-                sum(1 for n in nodes if not isinstance(n, str)), [target], text, tail, index)
+    previous = target.getprevious()
+    step = Step("replace", pathOf(parent) + (index,), _pristine(nodes),
+                sum(1 for n in nodes if not isinstance(n, str)), [target], parent.text,
+                previous.tail if previous is not None else None, index, target.get("id"))
     _forget(ids, [target])
     markup.replaceWith(target, nodes)
     _record(ids, nodes)
@@ -146,10 +155,11 @@ def replace(target: etree._Element, nodes: list[Node], ids: IdIndex | None = Non
 def append(container: etree._Element, nodes: list[Node], ids: IdIndex | None = None) -> Step:
     """Append C{nodes} to C{container}; the step that did it (C{ids} follows)."""
     index = len(container)
-    text, tail = _textState(container, index)
+    previous = markup.lastChild(container)
     step = Step("append", pathOf(container), _pristine(nodes),
-                sum(1 for n in nodes if not isinstance(n, str)), [], text, tail, index)
-    markup.insertNodes(container, index, container[-1] if index else None, nodes)
+                sum(1 for n in nodes if not isinstance(n, str)), [], container.text,
+                previous.tail if previous is not None else None, index, container.get("id"))
+    markup.appendNodes(container, nodes)
     _record(ids, nodes)
     return step
 
@@ -162,8 +172,9 @@ def remove(target: etree._Element, ids: IdIndex | None = None) -> Step:
         step = Step("remove", (), None, 0, list(target), target.text, None, 0)
     else:
         index = parent.index(target)
-        text, tail = _textState(parent, index)
-        step = Step("remove", pathOf(target), None, 0, [target], text, tail, index)
+        previous = target.getprevious()
+        step = Step("remove", pathOf(parent) + (index,), None, 0, [target], parent.text,
+                    previous.tail if previous is not None else None, index, target.get("id"))
     _forget(ids, step.removed)
     markup.detach(target)
     return step

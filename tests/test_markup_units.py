@@ -149,9 +149,9 @@ def test_a_whole_document_is_parsed_by_lexbor_when_it_can_be(
     assert markup.parseWhole("<p>x</p>") is fast
 
 
-def test_inserted_elements_go_before_the_siblings_that_follow() -> None:
-    parent = etree.fromstring("<div><b/><s/></div>")
-    markup.insertNodes(parent, 1, parent[0], [etree.Element("i"), etree.Element("u")])
+def test_replacing_elements_go_before_the_siblings_that_follow() -> None:
+    parent = etree.fromstring("<div><b/><x/><s/></div>")
+    markup.replaceWith(parent[1], [etree.Element("i"), etree.Element("u")])
     assert [e.tag for e in parent] == ["b", "i", "u", "s"]
 
 

@@ -194,3 +194,4 @@ async def test_edits_are_kept_only_while_a_change_needs_them(tmp_path: Path) -> 
         await store.append(doc, selectors.compile("#list"), f"<li>{i}</li>".encode())
     gc.collect()
     assert [r() is None for r in refs[:4]] == [True] * 4
+
