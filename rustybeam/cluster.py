@@ -320,7 +320,9 @@ class ReplicaStore(DocumentStore):
         self._etags: dict[str, str] = {}
         self._etagAt: dict[tuple[str, int], str | None] = {}
         self._waiting: dict[str, list[tuple[int, Deferred[bool]]]] = {}
-        self._copied = False
+        self.takesHistory = True
+        """Whether the next copy takes the writer's history (L{catchUp}): only the
+        first, and only if nobody can watch the replica before it."""
         self._catching: dict[str, tuple[int, bytes, str | None]] = {}
         """Documents installed at an older version than the snapshot's (to take the
         writer's history from the stream), each with the snapshot's sequence number,
@@ -375,11 +377,11 @@ class ReplicaStore(DocumentStore):
     async def install(self, snapshot: Mapping[str, Any]) -> None:
         """
         Make the replica the writer's snapshot; watchers of a document that differs
-        get it whole, as a PUT with the writer's sequence number. On the first copy,
-        a document that has a C{base} is installed at it instead, for L{catchUp}.
+        get it whole, as a PUT with the writer's sequence number. A copy that
+        L{takesHistory} installs a document that has a C{base} at it, for L{catchUp}.
         """
         await self.drain()
-        first, self._copied = not self._copied, True
+        first, self.takesHistory = self.takesHistory, False
         self._catching.clear()
         self._origin = int(snapshot["origin"])
         self._expected.clear()
@@ -710,6 +712,7 @@ class EdgeNode(MultiService):
             store = ReplicaStore(directory, notifier.changed, options, reactor)
             self.replicas[host] = store
             if self.follower.ready:
+                store.takesHistory = False
                 self.follower.copyAgain()
             return store
 

@@ -252,6 +252,40 @@ def test_resume_with_since_on_an_edge_started_after_the_change_replays_it(cluste
     assert second.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
 
 
+def test_an_edge_started_later_replays_the_creation_of_a_document(cluster, watchers):
+    writer = cluster()
+    onWriter = watchers(writer)
+    origin = onWriter.subscribe(url="/new.html")["sequence"]
+    assert onWriter.subscribe(url="/new.html", since=origin)["type"] == "subscribed"
+    assert writer.request("PUT", "/new.html", body=PAGE).status in (200, 201, 204)
+    assert writer.select("POST", "/new.html", "#list", "<li>added</li>").status == 206
+    items = [onWriter.item().raw for _ in range(2)]
+    edge = cluster(writer)
+    resumed = watchers(edge)
+    assert resumed.subscribe(url="/new.html", since=origin)["type"] == "subscribed"
+    assert [resumed.item().raw for _ in range(2)] == items
+    resumed.nothing()
+
+
+def test_an_edge_started_after_the_stream_lost_the_history_resets_resuming_clients(cluster, redis,
+                                                                                   watchers):
+    writer = cluster()
+    start = sequenceOf(writer)
+    length = lambda: int(redis.command("XLEN", "rustybeam:log")[1:])  # noqa: E731
+    before = length()
+    for i in range(3):
+        assert writer.select("POST", "/index.html", "#list", f"<li>{i}</li>").status == 206
+    eventually(lambda: length() == before + 3, what="the entries")
+    redis.command("XTRIM", "rustybeam:log", "MAXLEN", "0")
+    edge = cluster(writer)
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    assert sequenceOf(edge) == start + 3
+    w = watchers(edge)
+    w.send({"action": "subscribe", "url": "/index.html", "since": start})
+    assert w.json()["type"] == "subscribed"
+    assert w.json() == {"type": "reset", "url": "/index.html", "sequence": start + 3}
+
+
 def test_resume_beyond_the_history_gets_reset_on_an_edge(cluster, watchers):
     writer = cluster(None, "--history", "2")
     edge = cluster(writer, "--history", "2")
