@@ -443,9 +443,10 @@ class ReplicaStore(DocumentStore):
         """
         Apply C{entries} (the stream's, oldest first) to the documents L{behind} the
         snapshot, up to its sequence numbers, as if this replica had followed them: its
-        notifier keeps them as history. A document they do not bring to the snapshot
-        is given the snapshot's bytes, its watchers the whole document (as after any
-        copy), and resuming before it then gets that whole document.
+        notifier keeps them as history. A document they do not bring to the snapshot's
+        sequence number is given the snapshot's bytes as a whole-document change with
+        that number (as after any copy); one that they bring there with other bytes
+        is given the snapshot's bytes only.
         """
         applying: list[Deferred[object]] = []
         for entry in entries:

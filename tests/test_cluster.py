@@ -267,6 +267,25 @@ def test_an_edge_started_later_replays_the_creation_of_a_document(cluster, watch
     resumed.nothing()
 
 
+def test_an_edge_started_later_keeps_the_history_after_a_whole_file_append(cluster, watchers):
+    writer = cluster()
+    start = sequenceOf(writer)
+    onWriter = subscribed(watchers, writer, since=start)
+    assert writer.select("POST", "/index.html", "#list", "<li>before</li>").status == 206
+    assert writer.request("POST", "/index.html", body="<p>appended</p>").status in (200, 204)
+    assert writer.select("PUT", "/index.html", "#note", '<p id="note">after</p>').status == 206
+    items = [onWriter.item() for _ in range(3)]
+    edge = cluster(writer)
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    after = subscribed(watchers, edge, since=start + 2)
+    assert after.item().raw == items[2].raw
+    after.nothing()
+    w = watchers(edge)
+    w.send({"action": "subscribe", "url": "/index.html", "since": start + 1})
+    assert w.json()["type"] == "subscribed"
+    assert w.json() == {"type": "reset", "url": "/index.html", "sequence": start + 3}
+
+
 def test_an_edge_started_after_the_stream_lost_the_history_resets_resuming_clients(cluster, redis,
                                                                                    watchers):
     writer = cluster()
