@@ -94,6 +94,15 @@ class Change:
             return ()
         return _resolve(self.before if name == "removed" else self.after, paths)
 
+    def versionBefore(self) -> etree._ElementTree | None:
+        """The document before the change, rebuilt if need be but not kept on the
+        change (for a reader that needs it once)."""
+        before = object.__getattribute__(self, "before")
+        if before is PENDING:
+            assert self.versions is not None
+            return self.versions.treeBefore()
+        return before
+
     @property
     def wholeDocument(self) -> bool:
         return self.selector == ""

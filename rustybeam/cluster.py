@@ -28,11 +28,11 @@ from collections import deque
 from dataclasses import replace
 from functools import partial
 from io import BytesIO
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs, quote
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
@@ -104,8 +104,40 @@ def _reactor(reactor: Any) -> Any:
 # The writer
 
 
-async def snapshotOf(store: DocumentStore) -> dict[str, Any]:
-    """Every document under C{store}'s root, each with its sequence number."""
+History = Callable[[str], Sequence[Change]]
+"""The changes of a document that a node keeps for resuming clients, oldest first."""
+
+
+def _base(doc: DocumentPath, sequence: int, history: Sequence[Change]) -> dict[str, Any] | None:
+    """
+    The version of C{doc} before the oldest change of C{history}, with that version's
+    sequence number (and C{None} as data when the document did not exist): where an
+    edge starts so that applying the stream's entries gives it the same history.
+    C{None} when there is no history, or when it is not that of an HTML document
+    ending at C{sequence}. A whole-document C{POST} appends to the bytes on disk,
+    which a serialized version need not have: the history starts after the last one.
+    """
+    if not history or not doc.isHTML or history[-1].sequence != sequence:
+        return None
+    appended = [i for i, change in enumerate(history)
+                if change.method == "POST" and change.wholeDocument]
+    history = history[appended[-1] + 1:] if appended else history
+    if not history:
+        return None
+    oldest = history[0]
+    before = oldest.versionBefore()
+    if before is None and not oldest.wholeDocument:
+        return None
+    data = markup.serializeDocument(before) if before is not None else None
+    return {"sequence": oldest.sequence - 1,
+            "data": base64.b64encode(data).decode("ascii") if data is not None else None}
+
+
+async def snapshotOf(store: DocumentStore, history: History | None = None) -> dict[str, Any]:
+    """
+    Every document under C{store}'s root, each with its sequence number and, when
+    C{history} keeps changes of it, the C{base} they apply to (L{_base}).
+    """
     documents = []
     seen: set[str] = set()
     for directory, subdirectories, files in os.walk(store.root):
@@ -122,9 +154,14 @@ async def snapshotOf(store: DocumentStore) -> dict[str, Any]:
                 continue
             seen.add(doc.url)
             sequence, data, etag = await store.snapshot(doc)
-            if data is not None:
-                documents.append({"url": doc.url, "sequence": sequence, "etag": etag,
-                                  "data": base64.b64encode(data).decode("ascii")})
+            if data is None:
+                continue
+            item = {"url": doc.url, "sequence": sequence, "etag": etag,
+                    "data": base64.b64encode(data).decode("ascii")}
+            base = _base(doc, sequence, history(doc.url)) if history is not None else None
+            if base is not None:
+                item["base"] = base
+            documents.append(item)
     gone = []
     for url in sorted(set(store.changed()) - seen):
         try:
@@ -143,16 +180,18 @@ class SnapshotResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, stores: Mapping[str, DocumentStore]) -> None:
+    def __init__(self, stores: Mapping[str, DocumentStore],
+                 histories: Mapping[str, History] | None = None) -> None:
         super().__init__()
         self.stores = stores
+        self.histories = histories if histories is not None else {}
 
     def render_GET(self, request: Request) -> bytes | int:
         host = parse_qs(request.uri.split(b"?", 1)[-1]).get(b"host", [b""])[0].decode()
         store = self.stores.get(host)
         if store is None:
             return renderProblem(request, UNKNOWN_HOST)
-        d = ensureDeferred(snapshotOf(store))
+        d = ensureDeferred(snapshotOf(store, self.histories.get(host)))
 
         def send(snapshot: dict[str, Any]) -> None:
             if request._disconnected:
@@ -189,11 +228,12 @@ class WriterRoot(Resource):
     """
 
     def __init__(self, inner: Resource, stores: Mapping[str, DocumentStore],
-                 secret: Callable[[], str | None]) -> None:
+                 secret: Callable[[], str | None],
+                 histories: Mapping[str, History] | None = None) -> None:
         super().__init__()
         self.inner = inner
         self.secret = secret
-        self.snapshots = SnapshotResource(stores)
+        self.snapshots = SnapshotResource(stores, histories)
 
     def _refused(self, request: Request, below: bytes) -> Problem | None:
         """Why a request from an edge (or for the snapshot) is refused, if it is."""
@@ -232,6 +272,7 @@ class WriterNode(MultiService):
         self.publisher = RedisChangeLog(options, _reactor(reactor))
         self.publisher.setServiceParent(self)
         self.stores: dict[str, DocumentStore] = {}
+        self.histories: dict[str, History] = {}
 
     def storeFor(self, host: str) -> StoreFactory:
         def make(root: str, notifier: DocumentChangeNotifier, options: StoreOptions,
@@ -240,6 +281,7 @@ class WriterNode(MultiService):
             store = DocumentStore(root, log.append, options, reactor)
             log.store = store
             self.stores[host] = store
+            self.histories[host] = notifier.history
             if self.running:
                 self.publisher.hello(host, store.origin)
             return store
@@ -252,7 +294,7 @@ class WriterNode(MultiService):
         super().startService()
 
     def wrap(self, root: Resource) -> WriterRoot:
-        return WriterRoot(root, self.stores, lambda: self.publisher.secret)
+        return WriterRoot(root, self.stores, lambda: self.publisher.secret, self.histories)
 
 
 # The edge
@@ -278,6 +320,13 @@ class ReplicaStore(DocumentStore):
         self._etags: dict[str, str] = {}
         self._etagAt: dict[tuple[str, int], str | None] = {}
         self._waiting: dict[str, list[tuple[int, Deferred[bool]]]] = {}
+        self.takesHistory = True
+        """Whether the next copy takes the writer's history (L{catchUp}): only the
+        first, and only if nobody can watch the replica before it."""
+        self._catching: dict[str, tuple[int, bytes, str | None]] = {}
+        """Documents installed at an older version than the snapshot's (to take the
+        writer's history from the stream), each with the snapshot's sequence number,
+        bytes and ETag, which L{catchUp} brings them to."""
 
     def info(self, doc: DocumentPath) -> FileInfo | None:
         """The replica's file, described with the writer's ETag (so that C{If-Match}
@@ -326,9 +375,14 @@ class ReplicaStore(DocumentStore):
         return d.addCallbacks(verify, failed)
 
     async def install(self, snapshot: Mapping[str, Any]) -> None:
-        """Make the replica the writer's snapshot; watchers of a document that differs
-        get it whole, as a PUT with the writer's sequence number."""
+        """
+        Make the replica the writer's snapshot; watchers of a document that differs
+        get it whole, as a PUT with the writer's sequence number. A copy that
+        L{takesHistory} installs a document that has a C{base} at it, for L{catchUp}.
+        """
         await self.drain()
+        first, self.takesHistory = self.takesHistory, False
+        self._catching.clear()
         self._origin = int(snapshot["origin"])
         self._expected.clear()
         self._offered.clear()
@@ -340,8 +394,16 @@ class ReplicaStore(DocumentStore):
         for item in snapshot["documents"]:
             doc = self.locate(_urlPath(item["url"]))
             data = base64.b64decode(item["data"])
-            kept.add(doc.filename)
             sequences[doc.url] = int(item["sequence"])
+            base = item.get("base") if first else None
+            if base is not None:
+                self._catching[doc.url] = (sequences[doc.url], data, item.get("etag"))
+                self._etags.pop(doc.url, None)
+                sequences[doc.url] = int(base["sequence"])
+                if base["data"] is None:
+                    continue
+                data = base64.b64decode(base["data"])
+            kept.add(doc.filename)
             try:
                 old: bytes | None = self.read(doc)
             except Problem:
@@ -370,6 +432,58 @@ class ReplicaStore(DocumentStore):
             self._forget(url)
         self._sequences = sequences
         for url in list(self._waiting):
+            self._wake(url)
+
+    def behind(self) -> dict[str, int]:
+        """The documents installed behind the snapshot, each with the sequence number
+        of the first entry it needs."""
+        return {url: self.sequence(url) + 1 for url in self._catching}
+
+    async def catchUp(self, entries: Iterable[Entry]) -> None:
+        """
+        Apply C{entries} (the stream's, oldest first) to the documents L{behind} the
+        snapshot, up to its sequence numbers, as if this replica had followed them: its
+        notifier keeps them as history. A document they do not bring to the snapshot's
+        sequence number is given the snapshot's bytes as a whole-document change with
+        that number (as after any copy); one that they bring there with other bytes
+        is given the snapshot's bytes only.
+        """
+        applying: list[Deferred[object]] = []
+        for entry in entries:
+            target = self._catching.get(entry.url)
+            if entry.kind != "change" or target is None or entry.sequence > target[0]:
+                continue
+            try:
+                applied = self.offer(entry)
+            except (Gap, Problem):
+                continue
+            if applied is not None:
+                applying.append(applied)
+        await DeferredList(applying, consumeErrors=True)
+        catching, self._catching = self._catching, {}
+        for url, (sequence, data, etag) in catching.items():
+            doc = self.locate(_urlPath(url))
+            try:
+                current: bytes | None = self.read(doc)
+            except Problem:
+                current = None
+            reached = url not in self._diverged and self.sequence(url) == sequence
+            if not reached or current != data:
+                self.log.info("{url}: the stream did not bring the copy to {sequence}; copying it whole",
+                              url=url, sequence=sequence)
+                before = self.treeOrNone(doc)
+                atomicWrite(doc.filename, data, fsync=False)
+                self._forget(url)
+                self._diverged.discard(url)
+                self._expected.pop(url, None)
+                self._offered.pop(url, None)
+                self._sequences[url] = sequence
+                if not reached:
+                    self._announce(doc, data, before, sequence)
+            if etag:
+                self._etags[url] = etag
+            else:
+                self._etags.pop(url, None)
             self._wake(url)
 
     def _announce(self, doc: Any, data: bytes, before: Any, sequence: int) -> None:
@@ -599,6 +713,7 @@ class EdgeNode(MultiService):
             store = ReplicaStore(directory, notifier.changed, options, reactor)
             self.replicas[host] = store
             if self.follower.ready:
+                store.takesHistory = False
                 self.follower.copyAgain()
             return store
 

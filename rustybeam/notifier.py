@@ -239,6 +239,10 @@ class DocumentChangeNotifier(Service):
         """The changes kept for resuming clients, and their bytes."""
         return sum(len(q) for q in self._history.values()), self._historyBytes
 
+    def history(self, url: str) -> list[Change]:
+        """The changes of C{url} kept for resuming clients, oldest first."""
+        return list(self._history.get(url, ()))
+
     def missed(self, url: str, since: int, current: int) -> list[Change] | None:
         """
         Changes of C{url} after C{since} up to C{current} (the store's number), or

@@ -20,7 +20,7 @@ import os
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 from urllib.parse import quote, unquote, urlparse
 
 import txredisapi
@@ -300,6 +300,13 @@ class Replica(Protocol):
 
     def install(self, snapshot: Mapping[str, Any]) -> Awaitable[None]: ...
 
+    def behind(self) -> Mapping[str, int]:
+        """The documents L{install} left behind the snapshot, to take the writer's
+        history from the stream: each with the sequence of the first entry it needs."""
+
+    def catchUp(self, entries: Iterable[Entry]) -> Awaitable[None]:
+        """Bring the documents L{behind} the snapshot up to it with C{entries}."""
+
 
 class Gap(Exception):
     """An entry does not follow the replica's last one: the replica must be copied again."""
@@ -316,6 +323,8 @@ class StreamFollower(Service):
     """
 
     log = Logger()
+    page = 1000
+    """Entries read at a time while reading the stream back for history."""
 
     def __init__(self, options: RedisOptions, replicas: Mapping[str, Replica],
                  snapshot: Callable[[str], Awaitable[Mapping[str, Any]]],
@@ -393,7 +402,7 @@ class StreamFollower(Service):
             last = await self._lastId(connection)
             if (self._stale or epoch != self.epoch or self.lastId is None
                     or _idLess(last, self.lastId)):
-                await self._resync(last)
+                await self._resync(connection, last)
                 self.epoch = epoch
             while self.running and not self._stale:
                 reply = await connection.execute_command(
@@ -431,13 +440,15 @@ class StreamFollower(Service):
             self._stale = True
             return None
 
-    async def _resync(self, last: str) -> None:
-        """Copy every host's documents; entries after C{last} then apply on top. A
-        host added meanwhile (L{copyAgain}) leaves the replicas stale for another copy."""
+    async def _resync(self, connection: Any, last: str) -> None:
+        """Copy every host's documents (with the writer's history, L{_catchUp});
+        entries after C{last} then apply on top. A host added meanwhile
+        (L{copyAgain}) leaves the replicas stale for another copy."""
         self._stale = False
         try:
             for host, replica in list(self.replicas.items()):
                 await replica.install(await self.snapshot(host))
+            await self._catchUp(connection)
         except BaseException:
             self._stale = True
             raise
@@ -447,6 +458,34 @@ class StreamFollower(Service):
         waiting, self._readiness = self._readiness, []
         for d in waiting:
             d.callback(None)
+
+    async def _catchUp(self, connection: Any) -> None:
+        """Give the documents that replicas installed behind the snapshot the
+        stream's entries, read back from its end to the first entry each needs."""
+        replicas = dict(self.replicas)
+        needed = {(host, url): first for host, replica in replicas.items()
+                  for url, first in replica.behind().items()}
+        if not needed:
+            return
+        wanted = set(needed)
+        entries: list[Entry] = []
+        end = "+"
+        while needed:
+            reply = await connection.execute_command("XREVRANGE", self.options.stream, end, "-",
+                                                     "COUNT", str(self.page))
+            for entryId, fields in reply:
+                entry = Entry.decode(_field(fields, "c"))
+                key = (entry.host, entry.url)
+                if key in wanted:
+                    entries.append(entry)
+                    if entry.sequence <= needed.get(key, -1):
+                        del needed[key]
+            if len(reply) < self.page:
+                break
+            end = "(" + reply[-1][0]
+        entries.reverse()
+        for host, replica in replicas.items():
+            await replica.catchUp([e for e in entries if e.host == host])
 
     async def _lastId(self, connection: Any) -> str:
         reply = await connection.execute_command("XREVRANGE", self.options.stream, "+", "-",

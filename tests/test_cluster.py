@@ -221,6 +221,90 @@ def test_resume_with_since_on_another_node_replays_what_was_missed(cluster, watc
     resumed.nothing()
 
 
+def test_resume_with_since_on_an_edge_started_after_the_change_replays_it(cluster, watchers):
+    writer = cluster()
+    first = cluster(writer)
+    start = sequenceOf(writer)
+    whole = subscribed(watchers, writer, since=start)
+    scoped = subscribed(watchers, writer, selector="#note", since=start)
+    w = subscribed(watchers, first, since=start)
+    assert first.select("POST", "/index.html", "#list", "<li>seen</li>").status == 206
+    last = w.item().sequence
+    w.close()
+    assert writer.select("POST", "/index.html", "#list", "<li>missed 1</li>").status == 206
+    assert first.select("PUT", "/index.html", "#note", '<p id="note">missed 2</p>').status == 206
+    replaced = PAGE.replace("<li>first</li>", "<li>again</li>").replace(">note<", ">missed 3<")
+    assert writer.request("PUT", "/index.html", body=replaced).status in (200, 204)
+    assert writer.select("POST", "/index.html", "#list", "<li>missed 4</li>").status == 206
+    onWriter = [whole.item() for _ in range(5)]
+    notes = [scoped.item().raw for _ in range(2)]
+    assert [i.sequence for i in onWriter] == [last, last + 1, last + 2, last + 3, last + 4]
+    second = cluster(writer)
+    resumed = subscribed(watchers, second, since=last)
+    assert [resumed.item().raw for _ in range(4)] == [i.raw for i in onWriter[1:]]
+    resumedNote = subscribed(watchers, second, selector="#note", since=last)
+    assert [resumedNote.item().raw for _ in range(2)] == notes
+    assert second.select("PUT", "/index.html", "#note", '<p id="note">live</p>').status == 206
+    assert resumed.item().raw == whole.item().raw
+    assert resumedNote.item().raw == scoped.item().raw
+    resumed.nothing()
+    resumedNote.nothing()
+    assert second.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+
+
+def test_an_edge_started_later_replays_the_creation_of_a_document(cluster, watchers):
+    writer = cluster()
+    onWriter = watchers(writer)
+    origin = onWriter.subscribe(url="/new.html")["sequence"]
+    assert onWriter.subscribe(url="/new.html", since=origin)["type"] == "subscribed"
+    assert writer.request("PUT", "/new.html", body=PAGE).status in (200, 201, 204)
+    assert writer.select("POST", "/new.html", "#list", "<li>added</li>").status == 206
+    items = [onWriter.item().raw for _ in range(2)]
+    edge = cluster(writer)
+    resumed = watchers(edge)
+    assert resumed.subscribe(url="/new.html", since=origin)["type"] == "subscribed"
+    assert [resumed.item().raw for _ in range(2)] == items
+    resumed.nothing()
+
+
+def test_an_edge_started_later_keeps_the_history_after_a_whole_file_append(cluster, watchers):
+    writer = cluster()
+    start = sequenceOf(writer)
+    onWriter = subscribed(watchers, writer, since=start)
+    assert writer.select("POST", "/index.html", "#list", "<li>before</li>").status == 206
+    assert writer.request("POST", "/index.html", body="<p>appended</p>").status in (200, 204)
+    assert writer.select("PUT", "/index.html", "#note", '<p id="note">after</p>').status == 206
+    items = [onWriter.item() for _ in range(3)]
+    edge = cluster(writer)
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    after = subscribed(watchers, edge, since=start + 2)
+    assert after.item().raw == items[2].raw
+    after.nothing()
+    w = watchers(edge)
+    w.send({"action": "subscribe", "url": "/index.html", "since": start + 1})
+    assert w.json()["type"] == "subscribed"
+    assert w.json() == {"type": "reset", "url": "/index.html", "sequence": start + 3}
+
+
+def test_an_edge_started_after_the_stream_lost_the_history_resets_resuming_clients(cluster, redis,
+                                                                                   watchers):
+    writer = cluster()
+    start = sequenceOf(writer)
+    length = lambda: int(redis.command("XLEN", "rustybeam:log")[1:])  # noqa: E731
+    before = length()
+    for i in range(3):
+        assert writer.select("POST", "/index.html", "#list", f"<li>{i}</li>").status == 206
+    eventually(lambda: length() == before + 3, what="the entries")
+    redis.command("XTRIM", "rustybeam:log", "MAXLEN", "0")
+    edge = cluster(writer)
+    assert edge.request("GET", "/index.html").body == writer.request("GET", "/index.html").body
+    assert sequenceOf(edge) == start + 3
+    w = watchers(edge)
+    w.send({"action": "subscribe", "url": "/index.html", "since": start})
+    assert w.json()["type"] == "subscribed"
+    assert w.json() == {"type": "reset", "url": "/index.html", "sequence": start + 3}
+
+
 def test_resume_beyond_the_history_gets_reset_on_an_edge(cluster, watchers):
     writer = cluster(None, "--history", "2")
     edge = cluster(writer, "--history", "2")
