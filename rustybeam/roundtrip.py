@@ -40,9 +40,62 @@ def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: i
     are.
     """
     skeleton = _skeleton(container, index, count, inserted or None)
+    general = _generalize(skeleton)
     doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
     data = (doctype + "\n" + etree.tostring(skeleton, method="html", encoding="unicode"))
+    if not general:
+        return _reparses(skeleton, data)
+    # The key is the tree itself (its XML form), not the markup: markup can lose
+    # nodes (children of a void element), and then is not what was decided on.
+    key = doctype + "\n" + etree.tostring(skeleton, encoding="unicode")
+    decision = _decisions.get(key)
+    if decision is None:
+        decision = _reparses(skeleton, data)
+        if len(_decisions) >= DECISIONS:
+            _decisions.clear()
+        _decisions[key] = decision
+    return decision
+
+
+DECISIONS = 4096
+"""How many skeleton decisions are remembered (writes to the same places of the same
+kind of document, such as items of one list, share them)."""
+
+_decisions: dict[str, bool] = {}
+
+_RAW_TEXT = frozenset(("script", "style", "textarea", "title", "xmp", "iframe", "noembed",
+                       "noframes", "noscript", "plaintext"))
+_OPAQUE = ("id", "class")
+_WHITESPACE = " \t\n\r\f"
+
+
+def _reparses(skeleton: etree._Element, data: str) -> bool:
     return markup.sameStructure(etree.ElementTree(skeleton), markup.parseWhole(data))
+
+
+def _generalize(skeleton: etree._Element) -> bool:
+    """
+    Make C{skeleton} stand for every skeleton that HTML parsing treats alike: text
+    that holds more than whitespace becomes C{x}, and C{id} and C{class} values become
+    empty (the tree builder reads neither, and looks at text only for being empty,
+    whitespace or not). Whether it did: nothing is changed around raw text (C{script},
+    C{style}, C{textarea}...), whose content the serializer does not escape.
+    """
+    for element in skeleton.iter():
+        tag = element.tag
+        if isinstance(tag, str) and etree.QName(tag).localname in _RAW_TEXT:
+            return False
+    for element in skeleton.iter():
+        if element.text and element.text.strip(_WHITESPACE):
+            element.text = "x"
+        if element.tail and element.tail.strip(_WHITESPACE):
+            element.tail = "x"
+        if isinstance(element.tag, str):
+            attributes = element.attrib
+            for name in _OPAQUE:
+                if name in attributes:
+                    attributes[name] = ""
+    return True
 
 
 def _shallow(element: etree._Element) -> etree._Element:

@@ -50,6 +50,14 @@ BODIES = [
     "<frameset></frameset>", "<body class=b>", "<head>", "<html lang=x>", "<ul><li>x</ul>",
     "<nobr>a</nobr>", "<button>b</button>", "<rt>t</rt>", "<param>", "<p><div>x</div></p>",
     "</p>", "<div></span>", "<li>x</li>tail", "text<li>x</li>", "<dl><dt>a<dd>b</dl>",
+    # text and attributes that the skeleton check generalizes (roundtrip._generalize)
+    "  lead<td>x</td>", "x<tr><td>y</td></tr>", "\n<li>a</li>\n", "<td> </td>", "<td>\t</td>",
+    "<p id=a class=b>t</p>", "<li id=x class='a b'>y</li>", "<input type=hidden>",
+    "<input type=text>", "<font color=red>f</font>", "<svg><font color=red>x</font></svg>",
+    "<svg><font>x</font></svg>", "<svg><style>x</style></svg>",
+    "<math><annotation-xml encoding=text/html><p>x</p></annotation-xml></math>",
+    " only text ", "\n", "<b>x</b> y", "<table> x <tr><td>y</td></tr></table>",
+    "<table>\n<tr><td>y</td></tr></table>", "&nbsp;<tr><td>y</td></tr>", "<b id=q>x<p>y</b>",
 ]
 
 
@@ -129,6 +137,60 @@ def test_skeleton_check_decides_as_the_whole_document_reparse(context: int) -> N
                 disagreements.append((method, path, body, oracle, cheap))
     assert disagreements == []
     assert refused > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", range(len(CONTEXTS) + 2))
+def test_generalized_skeletons_decide_as_the_exact_ones(context: int) -> None:
+    contexts = _contexts()
+    if context >= len(contexts):
+        pytest.skip("context does not round-trip")
+    disagreements = []
+    generalized = 0
+    for n, method, path in _cases():
+        if n != context:
+            continue
+        for body in BODIES if method != "DELETE" else [""]:
+            tree = markup.copyTree(contexts[context])
+            try:
+                plan = _edit(method, _At(path), body, tree, False)  # type: ignore[arg-type]
+            except (Problem, ValueError):
+                continue
+            if plan.edit is None:
+                continue
+            step = plan.edit.steps[-1]
+            parent = versions.follow(tree, step.path if method == "POST" else step.path[:-1])
+            exact = roundtrip._skeleton(parent, step.index, step.inserted)
+            general = roundtrip._skeleton(parent, step.index, step.inserted)
+            if not roundtrip._generalize(general):
+                continue
+            generalized += 1
+            doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
+            decisions = [roundtrip._reparses(s, doctype + "\n" + etree.tostring(
+                s, method="html", encoding="unicode")) for s in (exact, general)]
+            if decisions[0] != decisions[1]:
+                disagreements.append((method, path, body, *decisions))
+    assert disagreements == []
+    assert generalized > 50
+
+
+def test_writes_to_the_same_place_share_one_skeleton_decision() -> None:
+    tree = markup.parseDocument("<!DOCTYPE html><body><ul id=l><li id=a>1</li></ul>"
+                                "<p id=p><b id=b>x</b></p></body>")
+    roundtrip._decisions.clear()
+    for n in range(5):
+        assert _decision(tree, "PUT", (1, 1, 0), f"<b id=b class=c{n}>changed {n}</b>", True)
+    assert len(roundtrip._decisions) == 1
+    assert _decision(tree, "PUT", (1, 1, 0), "<div>d</div>", True) == "restructured"
+    assert len(roundtrip._decisions) == 2
+
+
+def test_skeletons_with_the_same_markup_but_other_nodes_are_decided_apart() -> None:
+    tree = markup.parseDocument("<!DOCTYPE html><body><table><colgroup><col></colgroup>"
+                                "</table></body>")
+    col = (1, 0, 0, 0)
+    assert _decision(tree, "POST", col, "text", True) is True
+    assert _decision(tree, "POST", col, "<p>p</p>", True) == "restructured"
 
 
 def test_skeleton_check_refuses_what_would_swallow_the_rest_of_the_document() -> None:
