@@ -58,6 +58,8 @@ BODIES = [
     "<math><annotation-xml encoding=text/html><p>x</p></annotation-xml></math>",
     " only text ", "\n", "<b>x</b> y", "<table> x <tr><td>y</td></tr></table>",
     "<table>\n<tr><td>y</td></tr></table>", "&nbsp;<tr><td>y</td></tr>", "<b id=q>x<p>y</b>",
+    "<textarea>&lt;/textarea&gt;&lt;div&gt;</textarea>", "<title>&lt;/title&gt;&lt;p&gt;</title>",
+    "<svg><script>&lt;/script&gt;&lt;div&gt;</script></svg>", "<svg><style>&lt;/style&gt;</style></svg>",
 ]
 
 
