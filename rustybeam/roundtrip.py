@@ -40,17 +40,15 @@ def editRoundTrips(tree: etree._ElementTree, container: etree._Element, index: i
     are.
     """
     skeleton = _skeleton(container, index, count, inserted or None)
-    general = _generalize(skeleton)
     doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
-    data = (doctype + "\n" + etree.tostring(skeleton, method="html", encoding="unicode"))
-    if not general:
-        return _reparses(skeleton, data)
+    if not _generalize(skeleton):
+        return _reparses(skeleton, doctype)
     # The key is the tree itself (its XML form), not the markup: markup can lose
     # nodes (children of a void element), and then is not what was decided on.
     key = doctype + "\n" + etree.tostring(skeleton, encoding="unicode")
     decision = _decisions.get(key)
     if decision is None:
-        decision = _reparses(skeleton, data)
+        decision = _reparses(skeleton, doctype)
         if len(_decisions) >= DECISIONS:
             _decisions.clear()
         _decisions[key] = decision
@@ -63,13 +61,16 @@ kind of document, such as items of one list, share them)."""
 
 _decisions: dict[str, bool] = {}
 
-_RAW_TEXT = frozenset(("script", "style", "textarea", "title", "xmp", "iframe", "noembed",
-                       "noframes", "noscript", "plaintext"))
+_RAW_TEXT_TAGS = tuple("{*}" + name for name in (
+    "script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript",
+    "plaintext"))
 _OPAQUE = ("id", "class")
 _WHITESPACE = " \t\n\r\f"
 
 
-def _reparses(skeleton: etree._Element, data: str) -> bool:
+def _reparses(skeleton: etree._Element, doctype: str) -> bool:
+    """Whether C{skeleton}'s markup parses back into its structure."""
+    data = doctype + "\n" + etree.tostring(skeleton, method="html", encoding="unicode")
     return markup.sameStructure(etree.ElementTree(skeleton), markup.parseWhole(data))
 
 
@@ -81,17 +82,16 @@ def _generalize(skeleton: etree._Element) -> bool:
     whitespace or not). Whether it did: nothing is changed around raw text (C{script},
     C{style}, C{textarea}...), whose content the serializer does not escape.
     """
+    if next(skeleton.iter(*_RAW_TEXT_TAGS), None) is not None:
+        return False
     for element in skeleton.iter():
-        tag = element.tag
-        if isinstance(tag, str) and etree.QName(tag).localname in _RAW_TEXT:
-            return False
-    for element in skeleton.iter():
-        if element.text and element.text.strip(_WHITESPACE):
+        text, tail = element.text, element.tail
+        if text and text.strip(_WHITESPACE):
             element.text = "x"
-        if element.tail and element.tail.strip(_WHITESPACE):
+        if tail and tail.strip(_WHITESPACE):
             element.tail = "x"
-        if isinstance(element.tag, str):
-            attributes = element.attrib
+        attributes = element.attrib
+        if attributes and isinstance(element.tag, str):
             for name in _OPAQUE:
                 if name in attributes:
                     attributes[name] = ""

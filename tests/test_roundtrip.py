@@ -168,8 +168,7 @@ def test_generalized_skeletons_decide_as_the_exact_ones(context: int) -> None:
                 continue
             generalized += 1
             doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
-            decisions = [roundtrip._reparses(s, doctype + "\n" + etree.tostring(
-                s, method="html", encoding="unicode")) for s in (exact, general)]
+            decisions = [roundtrip._reparses(s, doctype) for s in (exact, general)]
             if decisions[0] != decisions[1]:
                 disagreements.append((method, path, body, *decisions))
     assert disagreements == []
