@@ -48,3 +48,37 @@ def test_the_testee_module_takes_the_same_options() -> None:
     p = subprocess.run([sys.executable, "-m", "rustybeam.testee", "--help"], capture_output=True,
                        text=True, cwd=PROJECT, timeout=30)
     assert p.returncode == 0 and "--max-message-size" in p.stdout
+
+
+def test_python_m_logs_lines_exactly_as_twisteds_text_observer() -> None:
+    import io
+    import time
+
+    from twisted.logger import LogLevel, textFileLogObserver
+    from twisted.python.failure import Failure
+
+    from rustybeam.__main__ import classicTextObserver
+
+    now = int(time.time()) + 0.1
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        failure = Failure()
+    events = [
+        {"log_format": "{log_io}", "log_io": "GET / 200", "log_time": now,
+         "log_namespace": "twisted.python.log", "log_level": LogLevel.info},
+        {"log_format": "{log_io}", "log_io": "next", "log_time": now + 0.5,
+         "log_namespace": "twisted.python.log", "log_level": LogLevel.info},
+        {"log_format": "a {x}", "x": 1, "log_time": now + 1.2, "log_system": "sys"},
+        {"log_format": "failed", "log_time": now + 3, "log_failure": failure,
+         "log_namespace": "n", "log_level": LogLevel.error},
+        {"log_format": "no time"},
+        {"log_time": now},
+    ]
+    ours, theirs = io.StringIO(), io.StringIO()
+    observe, reference = classicTextObserver(ours), textFileLogObserver(theirs)
+    for event in events:
+        observe(dict(event))
+        reference(dict(event))
+    assert ours.getvalue() == theirs.getvalue()
+    assert ours.getvalue().count("\n") > 5
