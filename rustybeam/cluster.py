@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import json
 import os
 import shutil
@@ -695,6 +696,7 @@ class EdgeNode(MultiService):
         self.clock = reactor
         self.directory = tempfile.mkdtemp(prefix="rustybeam-replica-")
         self.replicas: dict[str, ReplicaStore] = {}
+        self._directories = itertools.count()
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 16
         self.agent = Agent(reactor, connectTimeout=5, pool=pool)
@@ -708,7 +710,7 @@ class EdgeNode(MultiService):
     def storeFor(self, host: str) -> StoreFactory:
         def make(root: str, notifier: DocumentChangeNotifier, options: StoreOptions,
                  reactor: IReactorThreads) -> DocumentStore:
-            directory = os.path.join(self.directory, str(len(self.replicas)))
+            directory = os.path.join(self.directory, str(next(self._directories)))
             os.mkdir(directory)
             store = ReplicaStore(directory, notifier.changed, options, reactor)
             self.replicas[host] = store

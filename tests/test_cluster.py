@@ -6,6 +6,7 @@ talking over real sockets.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -856,3 +857,22 @@ def test_a_reload_of_a_workers_writer_reloads_its_edges(tmp_path, redis):
                                for _ in range(20)), what="every worker to serve the added host")
     finally:
         parent.stop()
+
+
+def test_an_edge_gives_every_store_a_directory_of_its_own_when_a_reload_replaces_one(
+        tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    from rustybeam.cluster import EdgeNode
+    from rustybeam.documents import StoreOptions
+    from rustybeam.notifier import DocumentChangeNotifier
+    from rustybeam.redislog import RedisOptions
+
+    node = EdgeNode(RedisOptions("redis://127.0.0.1:1/0"), "http://127.0.0.1:1")
+    try:
+        made = [node.storeFor(host)("", DocumentChangeNotifier(), StoreOptions(), reactor)
+                for host in ("a", "a", "b")]  # "a" again: a reload changed its root
+        assert len({store.root for store in made}) == 3
+        assert node.replicas == {"a": made[1], "b": made[2]}
+    finally:
+        shutil.rmtree(node.directory)
