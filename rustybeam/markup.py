@@ -13,7 +13,7 @@ import re
 import threading
 from copy import deepcopy
 from itertools import zip_longest
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
 import html5lib
 from lxml import etree
@@ -160,13 +160,7 @@ def _appendText(parent: etree._Element, previous: etree._Element | None, text: s
 
 def appendNodes(parent: etree._Element, nodes: list[Node]) -> None:
     """Insert C{nodes} after the last child of C{parent} (without counting its children)."""
-    previous = lastChild(parent)
-    for node in nodes:
-        if isinstance(node, str):
-            _appendText(parent, previous, node)
-        else:
-            parent.append(node)
-            previous = node
+    _place(parent, lastChild(parent), nodes, parent.append)
 
 
 def replaceWith(target: etree._Element, nodes: list[Node]) -> None:
@@ -174,15 +168,22 @@ def replaceWith(target: etree._Element, nodes: list[Node]) -> None:
     Its position is never counted: that would cost a walk over its preceding siblings."""
     parent = target.getparent()
     tail = target.tail
-    previous = target.getprevious()
+    last = _place(parent, target.getprevious(), nodes, target.addprevious)
+    parent.remove(target)
+    _appendText(parent, last, tail)
+
+
+def _place(parent: etree._Element, previous: etree._Element | None, nodes: list[Node],
+           insert: Callable[[etree._Element], None]) -> etree._Element | None:
+    """Put C{nodes} in C{parent} after C{previous}: elements by C{insert}, text into
+    the tail (or text) before them; the last element before what follows."""
     for node in nodes:
         if isinstance(node, str):
             _appendText(parent, previous, node)
         else:
-            target.addprevious(node)
+            insert(node)
             previous = node
-    parent.remove(target)
-    _appendText(parent, previous, tail)
+    return previous
 
 
 def lastChild(parent: etree._Element) -> etree._Element | None:

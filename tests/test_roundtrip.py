@@ -8,6 +8,7 @@ generated corpus of contexts x targets x methods x bodies.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from lxml import etree
@@ -114,6 +115,21 @@ def _cases() -> list[tuple[int, str, versions.Path]]:
     return cases
 
 
+def _context(n: int) -> etree._ElementTree:
+    contexts = _contexts()
+    if n >= len(contexts):
+        pytest.skip("context does not round-trip")
+    return contexts[n]
+
+
+def _bodyCases(context: int) -> Iterator[tuple[str, versions.Path, str]]:
+    """Every write of the corpus in one context: method, target and body."""
+    for n, method, path in _cases():
+        if n == context:
+            for body in BODIES if method != "DELETE" else [""]:
+                yield method, path, body
+
+
 def test_the_corpus_contexts_round_trip_and_cover_many_places() -> None:
     assert len(_contexts()) >= len(CONTEXTS)
     assert len(_cases()) > 300
@@ -122,21 +138,15 @@ def test_the_corpus_contexts_round_trip_and_cover_many_places() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("context", range(len(CONTEXTS) + 2))
 def test_skeleton_check_decides_as_the_whole_document_reparse(context: int) -> None:
-    contexts = _contexts()
-    if context >= len(contexts):
-        pytest.skip("context does not round-trip")
-    tree = contexts[context]
+    tree = _context(context)
     disagreements = []
     refused = 0
-    for n, method, path in _cases():
-        if n != context:
-            continue
-        for body in BODIES if method != "DELETE" else [""]:
-            oracle = _decision(tree, method, path, body, verified=False)
-            cheap = _decision(tree, method, path, body, verified=True)
-            refused += oracle == "restructured"
-            if oracle != cheap:
-                disagreements.append((method, path, body, oracle, cheap))
+    for method, path, body in _bodyCases(context):
+        oracle = _decision(tree, method, path, body, verified=False)
+        cheap = _decision(tree, method, path, body, verified=True)
+        refused += oracle == "restructured"
+        if oracle != cheap:
+            disagreements.append((method, path, body, oracle, cheap))
     assert disagreements == []
     assert refused > 0
 
@@ -144,33 +154,28 @@ def test_skeleton_check_decides_as_the_whole_document_reparse(context: int) -> N
 @pytest.mark.slow
 @pytest.mark.parametrize("context", range(len(CONTEXTS) + 2))
 def test_generalized_skeletons_decide_as_the_exact_ones(context: int) -> None:
-    contexts = _contexts()
-    if context >= len(contexts):
-        pytest.skip("context does not round-trip")
+    original = _context(context)
     disagreements = []
     generalized = 0
-    for n, method, path in _cases():
-        if n != context:
+    for method, path, body in _bodyCases(context):
+        tree = markup.copyTree(original)
+        try:
+            plan = _edit(method, _At(path), body, tree, False)  # type: ignore[arg-type]
+        except (Problem, ValueError):
             continue
-        for body in BODIES if method != "DELETE" else [""]:
-            tree = markup.copyTree(contexts[context])
-            try:
-                plan = _edit(method, _At(path), body, tree, False)  # type: ignore[arg-type]
-            except (Problem, ValueError):
-                continue
-            if plan.edit is None:
-                continue
-            step = plan.edit.steps[-1]
-            parent = versions.follow(tree, step.path if method == "POST" else step.path[:-1])
-            exact = roundtrip._skeleton(parent, step.index, step.inserted)
-            general = roundtrip._skeleton(parent, step.index, step.inserted)
-            if not roundtrip._generalize(general):
-                continue
-            generalized += 1
-            doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
-            decisions = [roundtrip._reparses(s, doctype) for s in (exact, general)]
-            if decisions[0] != decisions[1]:
-                disagreements.append((method, path, body, *decisions))
+        if plan.edit is None:
+            continue
+        step = plan.edit.steps[-1]
+        parent = versions.follow(tree, step.path if method == "POST" else step.path[:-1])
+        exact = roundtrip._skeleton(parent, step.index, step.inserted)
+        general = roundtrip._skeleton(parent, step.index, step.inserted)
+        if not roundtrip._generalize(general):
+            continue
+        generalized += 1
+        doctype = tree.docinfo.doctype or "<!DOCTYPE html>"
+        decisions = [roundtrip._reparses(s, doctype) for s in (exact, general)]
+        if decisions[0] != decisions[1]:
+            disagreements.append((method, path, body, *decisions))
     assert disagreements == []
     assert generalized > 50
 
