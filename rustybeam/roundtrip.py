@@ -158,17 +158,13 @@ def _skeleton(container: etree._Element, index: int, count: int,
     new = inserted if inserted is not None else [container[index + k] for k in range(count)]
     for node in new:
         current.append(deepcopy(node))
-    following = _following(inserted[-1]) if inserted is not None else _after(container, index + count)
-    for node in following:
+    rest = inserted[-1].itersiblings() if inserted is not None else _after(container, index + count)
+    for node in rest:
         if isinstance(node.tag, str):
             current.append(_shallow(node))
             if container is not chain[0]:
                 break
     return top
-
-
-def _following(node: etree._Element) -> Iterator[etree._Element]:
-    return node.itersiblings()
 
 
 def _after(container: etree._Element, index: int) -> Iterator[etree._Element]:
