@@ -77,24 +77,27 @@ def _reparses(skeleton: etree._Element, doctype: str) -> bool:
 def _generalize(skeleton: etree._Element) -> bool:
     """
     Make C{skeleton} stand for every skeleton that HTML parsing treats alike: text
-    that holds more than whitespace becomes C{x}, and C{id} and C{class} values become
-    empty (the tree builder reads neither, and looks at text only for being empty,
-    whitespace or not). Whether it did: nothing is changed around raw text (C{script},
-    C{style}, C{textarea}...), whose content the serializer does not escape.
+    that holds more than whitespace (not a comment's) becomes C{x}, and C{id} and
+    C{class} values become empty (the tree builder reads neither, and looks at text
+    only for being empty, whitespace or not). Whether it did: nothing is changed
+    around raw text (C{script}, C{style}, C{textarea}...), whose content the
+    serializer does not escape.
     """
     if next(skeleton.iter(*_RAW_TEXT_TAGS), None) is not None:
         return False
     for element in skeleton.iter():
-        text, tail = element.text, element.tail
-        if text and text.strip(_WHITESPACE):
-            element.text = "x"
+        tail = element.tail
         if tail and tail.strip(_WHITESPACE):
             element.tail = "x"
+        if not isinstance(element.tag, str):
+            continue  # a comment's content stays: it can end the comment early (<!-->)
+        text = element.text
+        if text and text.strip(_WHITESPACE):
+            element.text = "x"
         attributes = element.attrib
-        if attributes and isinstance(element.tag, str):
-            for name in _OPAQUE:
-                if name in attributes:
-                    attributes[name] = ""
+        for name in _OPAQUE:
+            if name in attributes:
+                attributes[name] = ""
     return True
 
 

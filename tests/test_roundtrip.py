@@ -180,6 +180,15 @@ def test_generalized_skeletons_decide_as_the_exact_ones(context: int) -> None:
     assert generalized > 50
 
 
+def test_generalizing_a_skeleton_keeps_comments_whitespace_and_other_attributes() -> None:
+    skeleton = etree.fromstring('<ul id="l" class="c" data-x="1">\n<!--keep--><li id="a" '
+                                'type="t">text<b>more</b> tail </li></ul>')
+    assert roundtrip._generalize(skeleton)
+    assert etree.tostring(skeleton, encoding="unicode") == (
+        '<ul id="" class="" data-x="1">\n<!--keep--><li id="" type="t">x<b>x</b>x</li></ul>')
+    assert not roundtrip._generalize(etree.fromstring("<div><textarea>t</textarea></div>"))
+
+
 def test_writes_to_the_same_place_share_one_skeleton_decision() -> None:
     tree = markup.parseDocument("<!DOCTYPE html><body><ul id=l><li id=a>1</li></ul>"
                                 "<p id=p><b id=b>x</b></p></body>")
