@@ -32,6 +32,7 @@ from io import BytesIO
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs, quote
 
+from lxml import etree
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
@@ -411,10 +412,7 @@ class ReplicaStore(DocumentStore):
                 old = None
             if old == data:
                 continue
-            before = self.treeOrNone(doc)
-            atomicWrite(doc.filename, data, fsync=False)
-            self._forget(doc.url)
-            self._sequences[doc.url] = sequences[doc.url]
+            before = self._rewrite(doc, data, sequences[doc.url])
             if old is not None or before is not None:
                 self._announce(doc, data, before, sequences[doc.url])
         gone = {item["url"]: int(item["sequence"]) for item in snapshot.get("gone", ())}
@@ -472,13 +470,10 @@ class ReplicaStore(DocumentStore):
             if not reached or current != data:
                 self.log.info("{url}: the stream did not bring the copy to {sequence}; copying it whole",
                               url=url, sequence=sequence)
-                before = self.treeOrNone(doc)
-                atomicWrite(doc.filename, data, fsync=False)
-                self._forget(url)
+                before = self._rewrite(doc, data, sequence)
                 self._diverged.discard(url)
                 self._expected.pop(url, None)
                 self._offered.pop(url, None)
-                self._sequences[url] = sequence
                 if not reached:
                     self._announce(doc, data, before, sequence)
             if etag:
@@ -486,6 +481,15 @@ class ReplicaStore(DocumentStore):
             else:
                 self._etags.pop(url, None)
             self._wake(url)
+
+    def _rewrite(self, doc: DocumentPath, data: bytes,
+                 sequence: int) -> etree._ElementTree | None:
+        """Make C{doc} the writer's C{data} at C{sequence}; the tree it replaced."""
+        before = self.treeOrNone(doc)
+        atomicWrite(doc.filename, data, fsync=False)
+        self._forget(doc.url)
+        self._sequences[doc.url] = sequence
+        return before
 
     def _announce(self, doc: Any, data: bytes, before: Any, sequence: int) -> None:
         after = markup.parseLeniently(data) if doc.isHTML else None

@@ -137,15 +137,22 @@ def _pristine(nodes: list[Node]) -> list[Node]:
     return [n if isinstance(n, str) else deepcopy(n) for n in nodes]
 
 
+def _textState(parent: etree._Element, previous: etree._Element | None
+               ) -> tuple[str | None, str | None]:
+    """What undoing a step restores around it: the parent's text and the tail of the
+    node before the step's place (found as C{previous}, not by counting)."""
+    return parent.text, (previous.tail if previous is not None else None)
+
+
 def replace(target: etree._Element, nodes: list[Node], ids: IdIndex | None = None) -> Step:
     """Replace C{target} (not the root) with C{nodes}; the step that did it. C{ids},
     the index of the tree, follows."""
     parent = target.getparent()
     index = parent.index(target)
-    previous = target.getprevious()
+    text, tail = _textState(parent, target.getprevious())
     step = Step("replace", pathOf(parent) + (index,), _pristine(nodes),
-                sum(1 for n in nodes if not isinstance(n, str)), [target], parent.text,
-                previous.tail if previous is not None else None, index, target.get("id"))
+                sum(1 for n in nodes if not isinstance(n, str)), [target], text, tail, index,
+                target.get("id"))
     _forget(ids, [target])
     markup.replaceWith(target, nodes)
     _record(ids, nodes)
@@ -155,10 +162,10 @@ def replace(target: etree._Element, nodes: list[Node], ids: IdIndex | None = Non
 def append(container: etree._Element, nodes: list[Node], ids: IdIndex | None = None) -> Step:
     """Append C{nodes} to C{container}; the step that did it (C{ids} follows)."""
     index = len(container)
-    previous = markup.lastChild(container)
+    text, tail = _textState(container, markup.lastChild(container))
     step = Step("append", pathOf(container), _pristine(nodes),
-                sum(1 for n in nodes if not isinstance(n, str)), [], container.text,
-                previous.tail if previous is not None else None, index, container.get("id"))
+                sum(1 for n in nodes if not isinstance(n, str)), [], text, tail, index,
+                container.get("id"))
     markup.appendNodes(container, nodes)
     _record(ids, nodes)
     return step
@@ -172,9 +179,9 @@ def remove(target: etree._Element, ids: IdIndex | None = None) -> Step:
         step = Step("remove", (), None, 0, list(target), target.text, None, 0)
     else:
         index = parent.index(target)
-        previous = target.getprevious()
-        step = Step("remove", pathOf(parent) + (index,), None, 0, [target], parent.text,
-                    previous.tail if previous is not None else None, index, target.get("id"))
+        text, tail = _textState(parent, target.getprevious())
+        step = Step("remove", pathOf(parent) + (index,), None, 0, [target], text, tail, index,
+                    target.get("id"))
     _forget(ids, step.removed)
     markup.detach(target)
     return step
