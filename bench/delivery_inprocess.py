@@ -67,7 +67,7 @@ HANDSHAKE = (
 
 def build(n: int, root: str) -> tuple[DocumentChangeNotifier, list[DocumentWebSocketProtocol], DocumentWebSocketFactory]:
     notifier = DocumentChangeNotifier()
-    store = DocumentStore(root, notifier.changed, reactor=reactor)
+    store = DocumentStore(root, notifier.changedAll, reactor=reactor)
     factory = DocumentWebSocketFactory(store, notifier, clock=reactor)
     factory.setProtocolOptions(autoPingInterval=0, openHandshakeTimeout=0, closeHandshakeTimeout=0)
     protocols = []

@@ -110,7 +110,7 @@ def main() -> None:
     with open(os.path.join(root, "doc.html"), "w") as f:
         f.write('<!DOCTYPE html><html><body><div id="x">x</div></body></html>')
     notifier = DocumentChangeNotifier()
-    store = DocumentStore(root, notifier.changed, reactor=reactor)
+    store = DocumentStore(root, notifier.changedAll, reactor=reactor)
     factory = DocumentWebSocketFactory(
         store, notifier, WebSocketOptions(maxConnections=a.n + 10, maxConnectionsPerAddress=a.n + 10,
                                     autoPingInterval=0.0),

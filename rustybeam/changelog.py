@@ -1,7 +1,7 @@
 """
 The change log: where the document store hands every change it applied.
 
-A store reports each L{Change} to one sink. In a single process that sink is the
+A store reports the L{Change}s of each commit, together, to one sink. In a single process that sink is the
 L{InProcessChangeLog}, which passes the change straight to the notifier (today's
 behaviour). In a cluster the writer's sink is a L{rustybeam.redislog.RedisChangeLog},
 which also appends the change to a Redis stream that every edge follows. Nothing
@@ -10,7 +10,7 @@ above the store knows which one it has: this module is the seam.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from twisted.internet.interfaces import IReactorThreads
 
@@ -20,9 +20,10 @@ from rustybeam.notifier import DocumentChangeNotifier
 
 
 class ChangeLog(Protocol):
-    """Receives every applied change, in the order the store applied them."""
+    """Receives every applied change, in the order the store applied them: the
+    changes of one commit (one document's) together."""
 
-    def append(self, change: Change) -> None: ...
+    def extend(self, changes: Sequence[Change]) -> None: ...
 
 
 class InProcessChangeLog:
@@ -31,8 +32,8 @@ class InProcessChangeLog:
     def __init__(self, notifier: DocumentChangeNotifier) -> None:
         self.notifier = notifier
 
-    def append(self, change: Change) -> None:
-        self.notifier.changed(change)
+    def extend(self, changes: Sequence[Change]) -> None:
+        self.notifier.changedAll(changes)
 
 
 StoreFactory = Callable[[str, DocumentChangeNotifier, StoreOptions, IReactorThreads],
@@ -44,4 +45,4 @@ its options and its reactor."""
 def inProcessStore(root: str, notifier: DocumentChangeNotifier, options: StoreOptions,
                    reactor: IReactorThreads) -> DocumentStore:
     """The store of a single process: documents on disk, changes to the notifier."""
-    return DocumentStore(root, InProcessChangeLog(notifier).append, options, reactor)
+    return DocumentStore(root, InProcessChangeLog(notifier).extend, options, reactor)

@@ -120,4 +120,7 @@ def _resolve(tree: etree._ElementTree | None, paths: Sequence[Path]) -> tuple[et
     return tuple(found)
 
 
-ChangeSink = Callable[[Change], None]
+ChangeSink = Callable[[Sequence[Change]], None]
+"""Where a store hands the changes of one commit: one document's, in the order applied
+(one change, or the several writes of one group commit, which reach each watcher in
+one write)."""

@@ -280,7 +280,7 @@ class WriterNode(MultiService):
         def make(root: str, notifier: DocumentChangeNotifier, options: StoreOptions,
                  reactor: IReactorThreads) -> DocumentStore:
             log = self.publisher.logFor(host, notifier)
-            store = DocumentStore(root, log.append, options, reactor)
+            store = DocumentStore(root, log.extend, options, reactor)
             log.store = store
             self.stores[host] = store
             self.histories[host] = notifier.history
@@ -311,7 +311,7 @@ class ReplicaStore(DocumentStore):
     def __init__(self, root: str, sink: ChangeSink, options: StoreOptions,
                  reactor: IReactorThreads) -> None:
         super().__init__(root, None, replace(options, fsync=False), reactor)
-        self.onChange = self._applied
+        self.onChanges = self._applied
         self._sink = sink
         self._expected: dict[str, int] = {}
         self._offered: dict[str, deque[int]] = {}
@@ -521,30 +521,37 @@ class ReplicaStore(DocumentStore):
         )
         self._deliver(change)
 
-    def _applied(self, change: Change) -> None:
-        """A change the store made from an entry: delivered if it has the entry's
-        number (it has not, once an earlier entry failed here)."""
-        offered = self._offered.get(change.url)
-        number = offered.popleft() if offered else None
-        if number != change.sequence or change.url in self._diverged:
-            self._diverged.add(change.url)
-            self.log.warn("{url}: the copy lost a change; not delivering {sequence}",
-                          url=change.url, sequence=number)
-            return
-        self._deliver(change)
+    def _applied(self, changes: Sequence[Change]) -> None:
+        """Changes the store made from entries (one commit's): delivered if each has
+        its entry's number (it has not, once an earlier entry failed here)."""
+        kept = []
+        for change in changes:
+            offered = self._offered.get(change.url)
+            number = offered.popleft() if offered else None
+            if number != change.sequence or change.url in self._diverged:
+                self._diverged.add(change.url)
+                self.log.warn("{url}: the copy lost a change; not delivering {sequence}",
+                              url=change.url, sequence=number)
+                continue
+            kept.append(change)
+        self._deliver(*kept)
 
-    def _deliver(self, change: Change) -> None:
-        key = (change.url, change.sequence)
-        if key in self._etagAt:
-            etag = self._etagAt.pop(key)
-            if etag is None:
-                self._etags.pop(change.url, None)
-            else:
-                self._etags[change.url] = etag
+    def _deliver(self, *changes: Change) -> None:
+        if not changes:
+            return
+        for change in changes:
+            key = (change.url, change.sequence)
+            if key in self._etagAt:
+                etag = self._etagAt.pop(key)
+                if etag is None:
+                    self._etags.pop(change.url, None)
+                else:
+                    self._etags[change.url] = etag
         try:
-            self._sink(change)
+            self._sink(changes)
         finally:
-            self._wake(change.url)
+            for url in {change.url: None for change in changes}:
+                self._wake(url)
 
     def waitFor(self, url: str, sequence: int) -> Deferred[bool]:
         """Fire when the replica of C{url} is at C{sequence} or later."""
@@ -716,7 +723,7 @@ class EdgeNode(MultiService):
                  reactor: IReactorThreads) -> DocumentStore:
             directory = os.path.join(self.directory, str(next(self._directories)))
             os.mkdir(directory)
-            store = ReplicaStore(directory, notifier.changed, options, reactor)
+            store = ReplicaStore(directory, notifier.changedAll, options, reactor)
             self.replicas[host] = store
             if self.follower.ready:
                 store.takesHistory = False

@@ -201,7 +201,8 @@ class DocumentStore:
     All documents under one root directory.
 
     @param root: the document root; nothing outside it is read or written.
-    @param onChange: the single notification point every applied change is handed to.
+    @param onChanges: the single notification point every applied change is handed to,
+        the changes of one commit together.
     @param reactor: provides the thread pool that durable writes run in.
     """
 
@@ -210,7 +211,7 @@ class DocumentStore:
     def __init__(
         self,
         root: str,
-        onChange: ChangeSink | None = None,
+        onChanges: ChangeSink | None = None,
         options: StoreOptions = StoreOptions(),
         reactor: IReactorThreads | None = None,
     ) -> None:
@@ -220,7 +221,7 @@ class DocumentStore:
             reactor = _reactor  # type: ignore[assignment]
         self.root = os.path.realpath(root)
         self.options = options
-        self.onChange: ChangeSink = onChange or (lambda change: None)
+        self.onChanges: ChangeSink = onChanges or (lambda changes: None)
         self._reactor = reactor
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._queues: dict[str, deque[_Pending]] = {}
@@ -270,6 +271,15 @@ class DocumentStore:
             raise IS_DIRECTORY
         return FileInfo(st.st_size, st.st_mtime, _etag(st, self._sequences.get(doc.url)),
                         contentTypeOf(doc.filename))
+
+    def etagAt(self, doc: DocumentPath, sequence: int) -> str | None:
+        """The ETag of C{doc}'s version C{sequence}, if the file on disk holds it (the
+        versions one group commit makes share the file), else C{None}."""
+        try:
+            st = os.stat(doc.filename)
+        except OSError:
+            return None
+        return _etag(st, sequence)
 
     def read(self, doc: DocumentPath) -> bytes:
         try:
@@ -509,27 +519,34 @@ class DocumentStore:
         except ValueError as e:
             raise UNSTORABLE.because(_oneLine(e)) from None
         stamp = await self._persist(doc, p, lineage)
-        return self._report(doc, p, stamp)
+        result = self._number(doc, p, stamp)
+        self._report(doc, [result.change])
+        return result
 
-    def _report(self, doc: DocumentPath, p: _Plan, stamp: os.stat_result | None) -> WriteResult:
-        """Number a committed write and hand its change to the change sink."""
+    def _number(self, doc: DocumentPath, p: _Plan, stamp: os.stat_result | None) -> WriteResult:
+        """Give a committed write the document's next sequence number."""
         sequence = self.sequence(doc.url) + 1
         self._sequences[doc.url] = sequence
-        change = p.change(doc.url, sequence)
+        return WriteResult(p.change(doc.url, sequence),
+                           _etag(stamp, sequence) if stamp is not None else None, p.created)
+
+    def _report(self, doc: DocumentPath, changes: list[Change]) -> None:
+        """Hand the changes of one commit to the change sink, together."""
+        if not changes:
+            return
         try:
-            self.onChange(change)
+            self.onChanges(changes)
         except Exception:
             self.log.failure("change listener failed for {url}", url=doc.url)
-        return WriteResult(change, _etag(stamp, sequence) if stamp is not None else None,
-                           p.created)
 
     async def _group(self, group: list[_Pending], queue: deque[_Pending]) -> None:
         """
         Apply consecutive selector writes to one document as one group commit: each
         is checked (If-Match, then C{check}) and applied in its turn on the working
         tree in a worker thread (a refused one is undone and answered with its
-        error), the result is written and fsynced once, and then each write is
-        committed, numbered, reported and answered in order. Writes the group could
+        error), the result is written and fsynced once, and then the writes are
+        committed and numbered, their changes reported together (so each watcher gets
+        them in one write), and each write answered, in order. Writes the group could
         not take (a PUT of the whole C{html} element after others) go back to the
         front of the queue.
         """
@@ -581,18 +598,25 @@ class DocumentStore:
             except Exception:
                 failure = Failure()
                 outcomes = [failure if isinstance(o, _Plan) else o for o in outcomes]
-        for pending, outcome in zip(done, outcomes):
+        answers: list[WriteResult | Failure] = []
+        for outcome in outcomes:
             if isinstance(outcome, _Plan):
                 if outcome.versions is None:
                     assert outcome.edit is not None
                     outcome.versions = _EditVersions(outcome.edit)
-                pending.deferred.callback(self._report(doc, outcome, stamp))
+                answers.append(self._number(doc, outcome, stamp))
             elif isinstance(outcome, Failure):
-                pending.deferred.errback(outcome)
+                answers.append(outcome)
             elif isinstance(outcome, ValueError):
-                pending.deferred.errback(Failure(UNSTORABLE.because(_oneLine(outcome))))
+                answers.append(Failure(UNSTORABLE.because(_oneLine(outcome))))
             else:
-                pending.deferred.errback(Failure(outcome))
+                answers.append(Failure(outcome))
+        self._report(doc, [a.change for a in answers if isinstance(a, WriteResult)])
+        for pending, answer in zip(done, answers):
+            if isinstance(answer, Failure):
+                pending.deferred.errback(answer)
+            else:
+                pending.deferred.callback(answer)
 
     def _checkPrecondition(self, doc: DocumentPath, ifMatch: str | None) -> None:
         if ifMatch is None:

@@ -94,7 +94,7 @@ class Metrics:
             if hasattr(service.store, name):
                 setattr(service.store, name,
                         self._timedWrite(getattr(service.store, name), host, method, pending))
-        service.store.onChange = self._timedSink(service.store.onChange, service, host, pending)
+        service.store.onChanges = self._timedSink(service.store.onChanges, service, host, pending)
         service.factory.protocol = self._meteredProtocol(service.factory.protocol, host)
 
     def forget(self, host: str) -> None:
@@ -129,13 +129,18 @@ class Metrics:
 
     def _timedSink(self, sink: Callable[[Any], None], service: DocumentService, host: str,
                    pending: dict[str, deque[float]]) -> Callable[[Any], None]:
-        def changed(change: Any) -> None:
-            queue = pending.get(change.url)
-            start = queue.popleft() if queue else None
+        def changed(changes: Any) -> None:
+            starts = []
+            for change in changes:
+                queue = pending.get(change.url)
+                if queue:
+                    starts.append(queue.popleft())
             before = service.notifier.delivered
-            sink(change)
-            if start is not None and service.notifier.delivered > before:
-                self.deliverySeconds.labels(host).observe(self.clock() - start)
+            sink(changes)
+            if service.notifier.delivered > before:
+                now = self.clock()
+                for start in starts:
+                    self.deliverySeconds.labels(host).observe(now - start)
 
         return changed
 

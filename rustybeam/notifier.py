@@ -5,14 +5,16 @@ Subscriptions are indexed by document URL and then by selector, so a change cost
 work only for the watchers of its own document; each distinct selector is evaluated
 once per change, not once per watcher; and each StreamItem is rendered and framed
 once per distinct form (compressed once per window size for permessage-deflate
-watchers, see L{rustybeam.frames}), then written to every recipient. A bounded per-document history lets a reconnecting client resume.
+watchers, see L{rustybeam.frames}), then written to every recipient; the changes of
+one commit reach each recipient in one write. A bounded per-document history lets a
+reconnecting client resume.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Hashable, Protocol
+from typing import Collection, Hashable, Protocol, Sequence
 
 from autobahn.websocket.protocol import PreparedMessage
 from lxml import etree
@@ -45,6 +47,8 @@ class IWatcher(Protocol):
     viewer: IViewer | None
 
     def deliver(self, delivery: Delivery) -> None: ...
+
+    def deliverAll(self, batch: Batch) -> None: ...
 
     def goAway(self) -> None: ...
 
@@ -138,11 +142,34 @@ class Delivery:
         return PreparedMessage(self._payload(content, own, sequenced, binary), binary, False, binary)
 
 
+class Batch:
+    """Changes of one commit on their way to a watcher that gets each of them: its
+    StreamItems leave in one write (one C{send}, where the common recipient would
+    otherwise pay one per change).
+
+    @ivar plain: the frames of L{Delivery.plain}'s recipient, joined, once
+        L{plainFrames} has built them, else C{None}.
+    """
+
+    __slots__ = ("deliveries", "plain")
+
+    def __init__(self, deliveries: list[Delivery]) -> None:
+        self.deliveries = deliveries
+        self.plain: bytes | None = None
+
+    def plainFrames(self) -> bytes:
+        """The frames for a recipient with no viewer, not sequenced, text, no deflate."""
+        data = self.plain
+        if data is None:
+            data = self.plain = b"".join([d.plainFrame() for d in self.deliveries])
+        return data
+
+
 class DocumentChangeNotifier(Service):
     """
     Distributes every L{Change} to the watchers whose subscriptions it touches.
 
-    Give L{changed} to the L{rustybeam.documents.DocumentStore} as its change sink.
+    Give L{changedAll} to the L{rustybeam.documents.DocumentStore} as its change sink.
     """
 
     log = Logger()
@@ -205,16 +232,58 @@ class DocumentChangeNotifier(Service):
         topic = self._topics.get(change.url)
         if not topic:
             return
-        delivery = Delivery(change)
+        self._deliver(self._recipients(topic, change), Delivery(change))
+
+    def changedAll(self, changes: Sequence[Change]) -> None:
+        """
+        Record the changes of one commit and send them, in order, to every watcher
+        they concern: each watcher gets its StreamItems of them in one write.
+        """
+        if len(changes) == 1 or len({c.url for c in changes}) != 1:
+            for change in changes:
+                self.changed(change)
+            return
+        for change in changes:
+            self._remember(change)
+        topic = self._topics.get(changes[0].url)
+        if not topic:
+            return
+        deliveries = [Delivery(change) for change in changes]
+        if len(topic) == 1 and WHOLE_DOCUMENT in topic:
+            self._deliverAll(list(topic[WHOLE_DOCUMENT]), Batch(deliveries))
+            return
+        received: dict[IWatcher, list[int]] = {}
+        for index, change in enumerate(changes):
+            for watcher in self._recipients(topic, change):
+                received.setdefault(watcher, []).append(index)
+        batches: dict[tuple[int, ...], list[IWatcher]] = {}
+        for watcher, indices in received.items():
+            batches.setdefault(tuple(indices), []).append(watcher)
+        for share, watchers in batches.items():
+            if len(share) == 1:
+                self._deliver(watchers, deliveries[share[0]])
+            else:
+                self._deliverAll(watchers, Batch([deliveries[i] for i in share]))
+
+    def _deliver(self, recipients: Collection[IWatcher], delivery: Delivery) -> None:
         failed = 0
-        recipients = self._recipients(topic, change)
         for watcher in recipients:
             try:
                 watcher.deliver(delivery)
             except Exception:
                 failed += 1
-                self.log.failure("delivering {url} failed", url=change.url)
+                self.log.failure("delivering {url} failed", url=delivery.change.url)
         self.delivered += len(recipients) - failed
+
+    def _deliverAll(self, recipients: Collection[IWatcher], batch: Batch) -> None:
+        failed = 0
+        for watcher in recipients:
+            try:
+                watcher.deliverAll(batch)
+            except Exception:
+                failed += 1
+                self.log.failure("delivering {url} failed", url=batch.deliveries[0].change.url)
+        self.delivered += (len(recipients) - failed) * len(batch.deliveries)
 
     @staticmethod
     def _recipients(

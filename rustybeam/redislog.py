@@ -20,7 +20,7 @@ import os
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
 from urllib.parse import quote, unquote, urlparse
 
 import txredisapi
@@ -133,20 +133,20 @@ class _HostLog:
         self.store: DocumentStore | None = None
         """The store whose changes these are (to read each change's ETag)."""
 
-    def append(self, change: Change) -> None:
-        self.notifier.changed(change)
-        self.publisher.publish(Entry.of(self.host, change, self._etag(change.url)))
+    def extend(self, changes: Sequence[Change]) -> None:
+        self.notifier.changedAll(changes)
+        for change in changes:
+            self.publisher.publish(Entry.of(self.host, change, self._etag(change)))
 
-    def _etag(self, url: str) -> str | None:
-        """The ETag of the version just stored: the store reports a change before
-        another write to the document may start."""
+    def _etag(self, change: Change) -> str | None:
+        """The ETag of the version just stored: the store reports a commit's changes
+        before another write to the document may start."""
         if self.store is None:
             return None
         try:
-            info = self.store.info(self.store.locate(quote(url, safe="/")))
+            return self.store.etagAt(self.store.locate(quote(change.url, safe="/")), change.sequence)
         except Problem:
             return None
-        return info.etag if info is not None else None
 
 
 class RedisChangeLog(Service):

@@ -36,7 +36,7 @@ from rustybeam.errors import ORIGIN_REFUSED, TOO_MANY_CONNECTIONS, UPGRADE_REQUI
 from rustybeam.interfaces import IViewer
 from rustybeam.origins import sameOrigin
 from rustybeam.changes import Change
-from rustybeam.notifier import Delivery, DocumentChangeNotifier
+from rustybeam.notifier import Batch, Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
 from rustybeam.timers import TimerWheel
 from rustybeam.wire import Wire
@@ -384,21 +384,43 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         if self.viewer is None and not self.sequenced and not self.compact and not self._deflateBits:
             data = delivery.plain or delivery.plainFrame()
         else:
-            if self.sequenced and self._alreadySent(delivery.change):
-                return
-            bits = self._deflateBits
-            if bits < 0:
-                message = delivery.message(self.viewer, self.sequenced, self.compact)
-                if message is not None:
-                    self.sendPreparedMessage(message)
-                return
-            data = delivery.frame(self.viewer, self.sequenced, self.compact, bits)
+            data = self._frameOf(delivery)
             if data is None:
                 return
         if not self._wire.write(data, self.factory.options.maxBacklogBytes):
-            self.log.info("closing slow consumer {peer}", peer=self.peer)
-            self.factory.notifier.forget(self)
-            self.closeWith(CLOSE_POLICY, "client is reading too slowly")
+            self._tooSlow()
+
+    def deliverAll(self, batch: Batch) -> None:
+        """Send the StreamItems of several changes of one commit, in one write."""
+        if self.state != _STATE_OPEN:
+            return
+        if self.viewer is None and not self.sequenced and not self.compact and not self._deflateBits:
+            data = batch.plain or batch.plainFrames()
+        else:
+            frames = [f for f in map(self._frameOf, batch.deliveries) if f is not None]
+            if not frames:
+                return
+            data = b"".join(frames)
+        if not self._wire.write(data, self.factory.options.maxBacklogBytes):
+            self._tooSlow()
+
+    def _frameOf(self, delivery: Delivery) -> bytes | None:
+        """This connection's frame of C{delivery}, or C{None} when it gets none here (a
+        connection with its own compression context is sent the message at once)."""
+        if self.sequenced and self._alreadySent(delivery.change):
+            return None
+        bits = self._deflateBits
+        if bits < 0:
+            message = delivery.message(self.viewer, self.sequenced, self.compact)
+            if message is not None:
+                self.sendPreparedMessage(message)
+            return None
+        return delivery.frame(self.viewer, self.sequenced, self.compact, bits)
+
+    def _tooSlow(self) -> None:
+        self.log.info("closing slow consumer {peer}", peer=self.peer)
+        self.factory.notifier.forget(self)
+        self.closeWith(CLOSE_POLICY, "client is reading too slowly")
 
     def closeWith(self, code: int, reason: str) -> None:
         """Start the closing handshake with a protocol-level code (1001, 1008, ...),

@@ -11,12 +11,20 @@ import signal
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import pytest
+import pytest_twisted
+from twisted.internet.defer import DeferredList
 
 from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
 from redisserver import RedisServer
+
+from rustybeam import selectors
+from rustybeam.documents import DocumentStore, StoreOptions
+from rustybeam.notifier import DocumentChangeNotifier
+from rustybeam.redislog import Entry, _HostLog
 
 PAGE = ('<!DOCTYPE html><html><head><title>t</title></head><body>'
         '<ul id="list"><li>first</li></ul><p id="note">note</p></body></html>')
@@ -876,3 +884,24 @@ def test_an_edge_gives_every_store_a_directory_of_its_own_when_a_reload_replaces
         assert node.replicas == {"a": made[1], "b": made[2]}
     finally:
         shutil.rmtree(node.directory)
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_change_of_a_group_commit_is_published_with_its_own_etag(tmp_path: Path) -> None:
+    """A group commit stores several versions with one file write and reports their
+    changes together: each stream entry still carries its version's ETag, the one
+    the write was answered with."""
+    (tmp_path / "index.html").write_text(PAGE)
+    published: list[Entry] = []
+    publisher = SimpleNamespace(publish=published.append)
+    log = _HostLog(publisher, "", DocumentChangeNotifier())  # type: ignore[arg-type]
+    store = log.store = DocumentStore(str(tmp_path), log.extend, StoreOptions(fsync=False))
+    doc = store.locate("/index.html")
+    await store.append(doc, selectors.compile("#list"), b"<li>0</li>")
+    results = await DeferredList(
+        [store.append(doc, selectors.compile("#list"), f"<li>{i}</li>".encode()) for i in (1, 2, 3)],
+        fireOnOneErrback=True)
+    etags = [r.etag for _, r in results]
+    assert len(set(etags)) == 3
+    assert [(e.sequence, e.etag) for e in published[1:]] == [
+        (r.change.sequence, r.etag) for _, r in results]

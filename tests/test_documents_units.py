@@ -11,6 +11,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import pytest_twisted
@@ -48,7 +49,7 @@ class Store:
         self.root = root
         self.changes: list[Change] = []
         self.events: list[dict] = []
-        self.store = DocumentStore(str(root), self.changes.append,
+        self.store = DocumentStore(str(root), self.changes.extend,
                                    StoreOptions(**{"fsync": False, **options}))
         self.store.log = Logger(observer=self.events.append)
         self.page = self.store.locate("/page.html")
@@ -485,6 +486,24 @@ async def test_queued_selector_writes_are_stored_by_one_file_write_each_group(
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_group_s_changes_are_reported_together_in_order_before_any_is_answered(
+        tmp_path: Path) -> None:
+    s = Store(tmp_path / "docs", maxBatch=2)
+    await s.store.append(s.page, css("#a"), b"<b>0</b>")
+    reports: list[list[str]] = []
+    answered: list[int] = []
+    s.store.onChanges = lambda changes: reports.append(
+        [c.content for c in changes] + [f"answered {len(answered)}"])
+    pending = [s.store.append(s.page, css("#l"), f"<li>{i}</li>".encode()) for i in range(1, 5)]
+    for d in pending:
+        d.addCallback(lambda result: answered.append(result.change.sequence))
+    await DeferredList(pending, fireOnOneErrback=True)
+    assert reports == [["<li>1</li>", "<li>2</li>", "answered 0"],
+                       ["<li>3</li>", "<li>4</li>", "answered 2"]]
+    assert answered == sorted(answered)
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_first_write_to_a_freshly_read_document_is_checked_on_its_own(
         s: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     written = countWrites(monkeypatch)
@@ -704,10 +723,10 @@ async def test_a_change_carries_the_body_as_sent_and_the_size_stored(s: Store) -
 
 @pytest_twisted.ensureDeferred
 async def test_a_listener_that_fails_does_not_fail_the_write(s: Store) -> None:
-    def broken(change: Change) -> None:
+    def broken(changes: Sequence[Change]) -> None:
         raise RuntimeError("listener bug")
 
-    s.store.onChange = broken
+    s.store.onChanges = broken
     result = await s.store.append(s.page, css("#a"), b"<b>x</b>")
     assert result.etag == s.etag()
     assert any(line.startswith("change listener failed for /page.html")

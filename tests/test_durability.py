@@ -151,7 +151,7 @@ async def test_failed_durable_write_leaves_the_cache_untouched(
     root = tmp_path / "docs"
     shutil.copytree(DOCUMENTS, root)
     changes: list[Change] = []
-    store = DocumentStore(str(root), changes.append, StoreOptions(fsync=False))
+    store = DocumentStore(str(root), changes.extend, StoreOptions(fsync=False))
     doc = store.locate("/doc.html")
     content = selectors.compile("#content")
     assert [e.text for e in store.select(doc, content)] == ["Original content"]

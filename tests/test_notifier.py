@@ -13,7 +13,7 @@ import pytest
 
 from rustybeam import frames, markup, selectors
 from rustybeam.changes import Change
-from rustybeam.notifier import Delivery, DocumentChangeNotifier, NotifierOptions, touches
+from rustybeam.notifier import Batch, Delivery, DocumentChangeNotifier, NotifierOptions, touches
 
 DOC = markup.parseDocument(
     "<html><body><h1 id=t>T</h1><ul id=l><li id=a>A</li><li id=b>B</li></ul></body></html>"
@@ -27,10 +27,16 @@ class FakeWatcher:
     frames: list[object] = field(default_factory=list)
     gone: bool = False
     deflateBits: int = 0
+    batches: list[list[int]] = field(default_factory=list)
 
     def deliver(self, delivery: Delivery) -> None:
         self.received.append(delivery)
         self.frames.append(delivery.frame(self.viewer, deflateBits=self.deflateBits))
+
+    def deliverAll(self, batch: Batch) -> None:
+        self.batches.append([d.change.sequence for d in batch.deliveries])
+        for delivery in batch.deliveries:
+            self.deliver(delivery)
 
     def goAway(self) -> None:
         self.gone = True
@@ -449,3 +455,47 @@ def test_history_bytes_forget_what_the_size_limit_dropped() -> None:
     notifier.changed(sized("/b.html", 1))
     assert notifier.missed("/a.html", 1, 3) is None
     assert [c.sequence for c in notifier.missed("/a.html", 2, 3)] == [3]
+
+
+def test_the_changes_of_one_commit_reach_a_whole_document_watcher_in_one_batch() -> None:
+    notifier = DocumentChangeNotifier()
+    watcher, other = FakeWatcher(), FakeWatcher()
+    notifier.subscribe(watcher, "/d.html", None)
+    notifier.subscribe(other, "/e.html", None)
+    notifier.changedAll([change(sequence=1), change("#b", sequence=2), change("#t", sequence=3)])
+    assert watcher.batches == [[1, 2, 3]]
+    assert [d.change.sequence for d in watcher.received] == [1, 2, 3]
+    assert other.received == []
+    assert [c.sequence for c in notifier.history("/d.html")] == [1, 2, 3]
+    assert notifier.delivered == 3
+
+
+def test_a_batch_s_plain_frames_are_each_change_s_plain_frame_in_order() -> None:
+    deliveries = [Delivery(change(sequence=1)), Delivery(change("#b", sequence=2))]
+    batch = Batch(deliveries)
+    assert batch.plainFrames() == deliveries[0].plainFrame() + deliveries[1].plainFrame()
+    assert batch.plain is batch.plainFrames()
+
+
+def test_a_commit_reaches_each_watcher_with_only_the_changes_its_subscriptions_touch() -> None:
+    notifier = DocumentChangeNotifier()
+    whole, onA, onB, onBoth = FakeWatcher(), FakeWatcher(), FakeWatcher(), FakeWatcher()
+    notifier.subscribe(whole, "/d.html", None)
+    notifier.subscribe(onA, "/d.html", selectors.compile("#a"))
+    notifier.subscribe(onB, "/d.html", selectors.compile("#b"))
+    notifier.subscribe(onBoth, "/d.html", selectors.compile("#a"))
+    notifier.subscribe(onBoth, "/d.html", selectors.compile("#b"))
+    notifier.changedAll([change("#a", sequence=1), change("#b", sequence=2)])
+    assert (whole.batches, onBoth.batches) == ([[1, 2]], [[1, 2]])
+    assert (onA.batches, onB.batches) == ([], [])
+    assert [d.change.sequence for d in onA.received] == [1]
+    assert [d.change.sequence for d in onB.received] == [2]
+    assert notifier.delivered == 6
+
+
+def test_a_commit_of_one_change_is_delivered_as_a_change() -> None:
+    notifier = DocumentChangeNotifier()
+    watcher = FakeWatcher()
+    notifier.subscribe(watcher, "/d.html", None)
+    notifier.changedAll([change(sequence=4)])
+    assert (watcher.batches, [d.change.sequence for d in watcher.received]) == ([], [4])

@@ -585,7 +585,7 @@ class Store:
         shutil.copytree(DOCUMENTS, root)
         self.root = root
         self.changes: list[Change] = []
-        self.store = DocumentStore(str(root), self.changes.append, StoreOptions(fsync=False))
+        self.store = DocumentStore(str(root), self.changes.extend, StoreOptions(fsync=False))
         self.doc = self.store.locate("/doc.html")
 
     def text(self, name: str = "doc.html") -> str:
@@ -639,7 +639,7 @@ async def test_store_change_carries_both_versions_of_the_document(store: Store) 
 @pytest_twisted.ensureDeferred
 async def test_store_write_is_on_disk_when_it_is_reported(store: Store) -> None:
     seen: list[str] = []
-    store.store.onChange = lambda change: seen.append(store.text())
+    store.store.onChanges = lambda changes: seen.append(store.text())
     await store.store.append(store.doc, selectors.compile("#list"), b'<li id="c">C</li>')
     assert '<li id="c">C</li>' in seen[0]
 

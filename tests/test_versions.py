@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import pytest_twisted
@@ -28,9 +29,10 @@ class Recorder:
         self.store = DocumentStore(str(root), self.record, StoreOptions(fsync=False))
         self.doc = self.store.locate("/doc.html")
 
-    def record(self, change: Change) -> None:
-        self.changes.append(change)
-        self.files.append((self.root / "doc.html").read_text(encoding="utf-8"))
+    def record(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            self.changes.append(change)
+            self.files.append((self.root / "doc.html").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -187,7 +189,7 @@ async def test_edits_are_kept_only_while_a_change_needs_them(tmp_path: Path) -> 
     shutil.copytree(DOCUMENTS, tmp_path / "docs")
     refs: list[weakref.ref[object]] = []
     store = DocumentStore(str(tmp_path / "docs"),
-                          lambda change: refs.append(weakref.ref(change.versions.edit)),  # type: ignore[union-attr]
+                          lambda changes: refs.extend(weakref.ref(c.versions.edit) for c in changes),  # type: ignore[union-attr]
                           StoreOptions(fsync=False))
     doc = store.locate("/doc.html")
     for i in range(6):

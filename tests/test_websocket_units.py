@@ -20,6 +20,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 import json
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from conftest import clientFrame, serverFrames
@@ -29,7 +30,7 @@ from rustybeam import markup, selectors
 from rustybeam.changes import Change
 from rustybeam.documents import DocumentStore, StoreOptions
 from rustybeam.errors import Problem
-from rustybeam.notifier import Delivery, DocumentChangeNotifier
+from rustybeam.notifier import Batch, Delivery, DocumentChangeNotifier
 from rustybeam.websocket import (
     DocumentWebSocketFactory,
     DocumentWebSocketProtocol,
@@ -510,6 +511,39 @@ def test_a_plain_connection_gets_the_shared_plain_frame(client: Client) -> None:
     delivery = Delivery(change("#a"))
     client.protocol.deliver(delivery)
     assert b"".join(client.transport._tempDataBuffer).endswith(delivery.plainFrame())
+
+
+def _writes(client: Client, deliver: Callable[[], None]) -> int:
+    before = len(client.transport._tempDataBuffer)
+    deliver()
+    return len(client.transport._tempDataBuffer) - before
+
+
+@pytest.mark.parametrize("form", ["plain", "sequenced", "viewer"])
+def test_a_batch_is_one_write_of_the_frames_the_changes_would_get_one_by_one(
+        tmp_path: Path, form: str) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "batched").mkdir()
+    one, batched = Client(tmp_path / "one"), Client(tmp_path / "batched")
+    for c in (one, batched):
+        c.protocol.sequenced = form == "sequenced"
+        if form == "viewer":
+            c.protocol.viewer = Redacting()  # type: ignore[assignment]
+    items = [change("#a", sequence=1), change("#t", sequence=2)]
+    assert _writes(one, lambda: [one.protocol.deliver(Delivery(i)) for i in items]) == 2
+    assert _writes(batched, lambda: batched.protocol.deliverAll(
+        Batch([Delivery(i) for i in items]))) == 1
+    expected = one.frames()
+    assert len(expected) == 2 and batched.frames() == expected
+
+
+def test_a_batch_does_not_repeat_what_a_sequenced_connection_already_had(client: Client) -> None:
+    client.protocol.sequenced = True
+    client.protocol.deliver(Delivery(change("#a", sequence=1)))
+    client.frames()
+    client.protocol.deliverAll(Batch([Delivery(change("#a", sequence=n)) for n in (1, 2)]))
+    ((_, payload),) = client.frames()
+    assert b'<span itemprop="sequence">2</span>' in payload
 
 
 def test_going_away_closes_with_1001(client: Client) -> None:
