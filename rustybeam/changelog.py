@@ -42,6 +42,16 @@ StoreFactory = Callable[[str, DocumentChangeNotifier, StoreOptions, IReactorThre
 its options and its reactor."""
 
 
+class StoreProvider(Protocol):
+    """Gives each host its store (a cluster node's kind), and hears when one is done."""
+
+    def storeFor(self, host: str) -> StoreFactory: ...
+
+    def release(self, host: str, store: DocumentStore) -> None:
+        """C{host}'s C{store} no longer serves: a reload removed the host or gave it
+        another root, and its service has stopped."""
+
+
 def inProcessStore(root: str, notifier: DocumentChangeNotifier, options: StoreOptions,
                    reactor: IReactorThreads) -> DocumentStore:
     """The store of a single process: documents on disk, changes to the notifier."""

@@ -290,6 +290,12 @@ class WriterNode(MultiService):
 
         return make
 
+    def release(self, host: str, store: DocumentStore) -> None:
+        """Stop serving snapshots of a host that a reload removed (or gave another root)."""
+        if self.stores.get(host) is store:
+            del self.stores[host]
+            del self.histories[host]
+
     def startService(self) -> None:
         for host, store in self.stores.items():
             self.publisher.hello(host, store.origin)
@@ -731,6 +737,13 @@ class EdgeNode(MultiService):
             return store
 
         return make
+
+    def release(self, host: str, store: DocumentStore) -> None:
+        """Drop the copy of a host that a reload removed (or gave another root): the
+        stream's entries for it are no longer applied, and its directory goes."""
+        if self.replicas.get(host) is store:
+            del self.replicas[host]
+        shutil.rmtree(store.root, ignore_errors=True)
 
     async def _snapshot(self, host: str) -> Mapping[str, Any]:
         if not os.environ.get(SECRET_ENVIRONMENT):

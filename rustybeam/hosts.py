@@ -28,13 +28,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from rustybeam.accesslog import AccessLog
-from rustybeam.changelog import StoreFactory, inProcessStore
+from rustybeam.changelog import StoreFactory, StoreProvider, inProcessStore
 from rustybeam.config import PATH_PROPERTIES, HostConfig, PluginConfig, ServerConfig
 from rustybeam.errors import UNKNOWN_HOST
 from rustybeam.guard import AuthGuard, GuardOptions
@@ -203,8 +203,8 @@ class _Problem(Resource):
 class Hosts(MultiService):
     """Every configured host as a service, and the router in front of them.
 
-    @param storeFor: the store factory of each host by host name (a cluster's
-        writer or edge gives its own); the in-process store by default.
+    @param stores: gives each host its store (a cluster's writer or edge gives its
+        own, and hears when a reload ends one); the in-process store by default.
     """
 
     log = Logger()
@@ -212,18 +212,18 @@ class Hosts(MultiService):
     def __init__(self, config: ServerConfig, base: DocumentOptions,
                  guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
                  server: ServerContext = ServerContext(),
-                 storeFor: Callable[[str], StoreFactory] | None = None) -> None:
+                 stores: StoreProvider | None = None) -> None:
         super().__init__()
         self.base = base
         self.reactor = reactor
         self.server = server
-        self.storeFor = storeFor
+        self.stores = stores
         hosts = {h.hostName: self._add(h, guards) for h in config.hosts}
         self.router = HostRouter(config, hosts)
 
     def _add(self, host: HostConfig, guards: dict[str, AuthGuard | None] | None) -> VirtualHost:
         guard = guards[host.hostName] if guards is not None else guardFor(host)
-        makeStore = self.storeFor(host.hostName) if self.storeFor is not None else inProcessStore
+        makeStore = self.stores.storeFor(host.hostName) if self.stores is not None else inProcessStore
         service = VirtualHost(host, self.base, guard, self.reactor, self.server, makeStore)
         service.setServiceParent(self)
         return service
@@ -236,7 +236,7 @@ class Hosts(MultiService):
         """
         old = self.router.hosts
         hosts: dict[str, VirtualHost] = {}
-        stopping: list[object] = []
+        stopping: list[tuple[VirtualHost, Deferred[None]]] = []
         for host in config.hosts:
             current = old.get(host.hostName)
             if current is not None and current.config.hostRoot == host.hostRoot:
@@ -244,29 +244,36 @@ class Hosts(MultiService):
                 hosts[host.hostName] = current
                 continue
             if current is not None:
-                stopping.append(current.disownServiceParent())
+                stopping.append((current, maybeDeferred(current.disownServiceParent)))
             hosts[host.hostName] = self._add(host, guards)
         for name, service in old.items():
             if name not in hosts:
-                stopping.append(service.disownServiceParent())
+                stopping.append((service, maybeDeferred(service.disownServiceParent)))
                 if self.server.metrics is not None:
                     self.server.metrics.forget(name)
         self.router.config, self.router.hosts = config, hosts
-        return DeferredList([d for d in stopping if isinstance(d, Deferred)])
+        return DeferredList([d.addBoth(self._release, service) for service, d in stopping])
+
+    def _release(self, result: object, service: VirtualHost) -> object:
+        """Once a host that a reload ended has stopped, and no request reaches it,
+        tell the store provider that its store is done."""
+        if self.stores is not None:
+            self.stores.release(service.config.hostName, service.store)
+        return result
 
 
 def hostsService(config: ServerConfig, base: DocumentOptions,
                  guards: dict[str, AuthGuard | None] | None = None, reactor: object = None,
                  server: ServerContext = ServerContext(),
-                 storeFor: Callable[[str], StoreFactory] | None = None,
+                 stores: StoreProvider | None = None,
                  ) -> tuple[Hosts, HostRouter]:
     """
     Every configured host as a service, and the resource that routes to them.
 
     @param guards: each host's access control by host name, when already loaded
         (the command line loads them to validate the configuration).
-    @param storeFor: the store factory of each host by host name (a cluster's),
-        also used for the hosts a reload adds.
+    @param stores: gives each host its store (a cluster's), also for the hosts a
+        reload adds, and hears when a reload ends one.
     """
-    hosts = Hosts(config, base, guards, reactor, server, storeFor)
+    hosts = Hosts(config, base, guards, reactor, server, stores)
     return hosts, hosts.router

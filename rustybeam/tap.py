@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from twisted.application.service import IService, MultiService
@@ -33,6 +33,9 @@ from rustybeam.resource import HTTPOptions
 from rustybeam.service import DocumentOptions, DocumentService, StopInOrder
 from rustybeam.site import DEFAULT_HEADER_TIMEOUT, DocumentSite, RequestDrain
 from rustybeam.websocket import WebSocketOptions
+
+if TYPE_CHECKING:
+    from rustybeam.cluster import EdgeNode, WriterNode
 
 _ws = WebSocketOptions()
 _http = HTTPOptions()
@@ -261,10 +264,9 @@ def makeService(options: Options) -> IService:
     node = _clusterNode(options, reactor)
     if node is not None:
         node.setServiceParent(top)
-    storeFor = node.storeFor if node is not None else None  # type: ignore[attr-defined]
     if config is not None:
         hosts, root = hostsService(config, documentOptions, options.guards, reactor, server,
-                                   storeFor)
+                                   node)
         hosts.setServiceParent(top)
         assert reloader is not None
         reloader.hosts = hosts
@@ -272,7 +274,7 @@ def makeService(options: Options) -> IService:
         port = options["port"] or f"tcp:{config.bindPort}:interface={config.bindAddress}"
     else:
         documents = DocumentService(options["root"] or "", documentOptions, reactor=reactor,
-                                    makeStore=storeFor("") if storeFor else inProcessStore)
+                                    makeStore=node.storeFor("") if node else inProcessStore)
         if options["autobahn-testee"]:
             from rustybeam.testee import EchoProtocol
 
@@ -315,7 +317,7 @@ def makeService(options: Options) -> IService:
 
 
 
-def _clusterNode(options: Options, reactor: object) -> object | None:
+def _clusterNode(options: Options, reactor: object) -> WriterNode | EdgeNode | None:
     """The writer's or the edge's cluster side, or C{None} without --redis."""
     if options["redis"] is None:
         return None

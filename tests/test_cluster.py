@@ -905,3 +905,64 @@ async def test_each_change_of_a_group_commit_is_published_with_its_own_etag(tmp_
     assert len(set(etags)) == 3
     assert [(e.sequence, e.etag) for e in published[1:]] == [
         (r.change.sequence, r.etag) for _, r in results]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reload_releases_the_store_of_each_host_it_removes_or_moves_once_stopped(
+        tmp_path: Path) -> None:
+    from rustybeam.changelog import inProcessStore
+    from rustybeam.config import HostConfig, ServerConfig
+    from rustybeam.hosts import Hosts
+    from rustybeam.service import DocumentOptions
+
+    for name in ("a", "b", "c", "c2"):
+        (tmp_path / name).mkdir()
+    released: list[tuple[str, object, bool]] = []
+
+    class Provider:
+        def storeFor(self, host: str):  # type: ignore[no-untyped-def]
+            return inProcessStore
+
+        def release(self, host: str, store: DocumentStore) -> None:
+            released.append((host, store, hosts.router.hosts.get(host) is not stopped.get(host)))
+
+    def config(*hosts: tuple[str, str]) -> ServerConfig:
+        return ServerConfig("127.0.0.1", 0, str(tmp_path),
+                            tuple(HostConfig(n, str(tmp_path / r)) for n, r in hosts))
+
+    hosts = Hosts(config(("a", "a"), ("b", "b"), ("c", "c")), DocumentOptions(), stores=Provider())
+    hosts.startService()
+    stopped = {name: hosts.router.hosts[name] for name in ("b", "c")}
+    await hosts.reload(config(("a", "a"), ("c", "c2")), {"a": None, "c": None})
+    assert sorted((h, s) for h, s, _ in released) == sorted(
+        [("b", stopped["b"].store), ("c", stopped["c"].store)], key=lambda x: x[0])
+    assert all(not service.running for service in stopped.values())
+    assert all(routedElsewhere for _, _, routedElsewhere in released)
+    await hosts.stopService()
+
+
+def test_a_released_host_is_forgotten_by_the_writer_and_the_edge_and_the_edge_s_copy_goes(
+        tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    from rustybeam.cluster import EdgeNode, WriterNode
+    from rustybeam.redislog import RedisOptions
+
+    redis = RedisOptions("redis://127.0.0.1:1/0")
+    writer = WriterNode(redis)
+    kept, gone = (writer.storeFor(h)(str(tmp_path), DocumentChangeNotifier(), StoreOptions(), reactor)
+                  for h in ("kept", "gone"))
+    writer.release("gone", gone)
+    writer.release("kept", DocumentStore(str(tmp_path)))  # not its store: nothing happens
+    assert (writer.stores, list(writer.histories)) == ({"kept": kept}, ["kept"])
+
+    edge = EdgeNode(redis, "http://127.0.0.1:1")
+    try:
+        old, new, other = (edge.storeFor(h)("", DocumentChangeNotifier(), StoreOptions(), reactor)
+                           for h in ("a", "a", "b"))
+        edge.release("a", old)  # a reload gave "a" another root
+        edge.release("b", other)
+        assert edge.replicas == {"a": new}
+        assert [os.path.isdir(s.root) for s in (old, new, other)] == [False, True, False]
+    finally:
+        shutil.rmtree(edge.directory)
