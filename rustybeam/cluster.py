@@ -35,7 +35,8 @@ from urllib.parse import parse_qs, quote
 from lxml import etree
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
+from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
@@ -135,12 +136,17 @@ def _base(doc: DocumentPath, sequence: int, history: Sequence[Change]) -> dict[s
             "data": base64.b64encode(data).decode("ascii") if data is not None else None}
 
 
-async def snapshotOf(store: DocumentStore, history: History | None = None) -> dict[str, Any]:
+async def writeSnapshot(store: DocumentStore, history: History | None,
+                        write: Callable[[bytes], object], clock: IReactorTime) -> None:
     """
-    Every document under C{store}'s root, each with its sequence number and, when
-    C{history} keeps changes of it, the C{base} they apply to (L{_base}).
+    Write, as one JSON object, every document under C{store}'s root, each with its
+    sequence number and, when C{history} keeps changes of it, the C{base} they apply
+    to (L{_base}). Each document is written as soon as it is taken, and the reactor
+    gets a turn before the next one: a snapshot of a large root neither stops the
+    writer nor holds all of it in memory at once.
     """
-    documents = []
+    write(b'{"origin":%d,"documents":[' % store.origin)
+    separator = b""
     seen: set[str] = set()
     for directory, subdirectories, files in os.walk(store.root):
         subdirectories.sort()
@@ -163,7 +169,9 @@ async def snapshotOf(store: DocumentStore, history: History | None = None) -> di
             base = _base(doc, sequence, history(doc.url)) if history is not None else None
             if base is not None:
                 item["base"] = base
-            documents.append(item)
+            write(separator + json.dumps(item).encode("utf-8"))
+            separator = b","
+            await deferLater(clock, 0, lambda: None)
     gone = []
     for url in sorted(set(store.changed()) - seen):
         try:
@@ -173,7 +181,7 @@ async def snapshotOf(store: DocumentStore, history: History | None = None) -> di
         sequence, data, _ = await store.snapshot(doc)
         if data is None:
             gone.append({"url": doc.url, "sequence": sequence})
-    return {"origin": store.origin, "documents": documents, "gone": gone}
+    write(b'],"gone":' + json.dumps(gone).encode("utf-8") + b"}")
 
 
 class SnapshotResource(Resource):
@@ -183,32 +191,34 @@ class SnapshotResource(Resource):
     log = Logger()
 
     def __init__(self, stores: Mapping[str, DocumentStore],
-                 histories: Mapping[str, History] | None = None) -> None:
+                 histories: Mapping[str, History] | None = None,
+                 reactor: IReactorTime | None = None) -> None:
         super().__init__()
         self.stores = stores
         self.histories = histories if histories is not None else {}
+        self.clock = _reactor(reactor)
 
     def render_GET(self, request: Request) -> bytes | int:
         host = parse_qs(request.uri.split(b"?", 1)[-1]).get(b"host", [b""])[0].decode()
         store = self.stores.get(host)
         if store is None:
             return renderProblem(request, UNKNOWN_HOST)
-        d = ensureDeferred(snapshotOf(store, self.histories.get(host)))
+        request.setHeader(b"content-type", b"application/json")
 
-        def send(snapshot: dict[str, Any]) -> None:
+        def write(data: bytes) -> None:
             if request._disconnected:
-                return
-            request.setHeader(b"content-type", b"application/json")
-            request.write(json.dumps(snapshot).encode("utf-8"))
-            request.finish()
+                raise ConnectionDone("the edge went away")
+            request.write(data)
 
         def failed(failure: Any) -> None:
+            if failure.check(ConnectionDone):
+                return
             self.log.failure("snapshot of {host!r} failed", failure, host=host)
             if not request._disconnected:
-                request.write(renderProblem(request, INTERNAL))
-                request.finish()
+                request.loseConnection()  # the edge refuses a truncated snapshot
 
-        d.addCallbacks(send, failed)
+        d = ensureDeferred(writeSnapshot(store, self.histories.get(host), write, self.clock))
+        d.addCallbacks(lambda _: None if request._disconnected else request.finish(), failed)
         return NOT_DONE_YET
 
 
@@ -231,11 +241,12 @@ class WriterRoot(Resource):
 
     def __init__(self, inner: Resource, stores: Mapping[str, DocumentStore],
                  secret: Callable[[], str | None],
-                 histories: Mapping[str, History] | None = None) -> None:
+                 histories: Mapping[str, History] | None = None,
+                 reactor: IReactorTime | None = None) -> None:
         super().__init__()
         self.inner = inner
         self.secret = secret
-        self.snapshots = SnapshotResource(stores, histories)
+        self.snapshots = SnapshotResource(stores, histories, reactor)
 
     def _refused(self, request: Request, below: bytes) -> Problem | None:
         """Why a request from an edge (or for the snapshot) is refused, if it is."""
@@ -302,7 +313,8 @@ class WriterNode(MultiService):
         super().startService()
 
     def wrap(self, root: Resource) -> WriterRoot:
-        return WriterRoot(root, self.stores, lambda: self.publisher.secret, self.histories)
+        return WriterRoot(root, self.stores, lambda: self.publisher.secret, self.histories,
+                          self.publisher.clock)
 
 
 # The edge

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import DeferredList, ensureDeferred
 
 from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
 from redisserver import RedisServer
@@ -966,3 +966,36 @@ def test_a_released_host_is_forgotten_by_the_writer_and_the_edge_and_the_edge_s_
         assert [os.path.isdir(s.root) for s in (old, new, other)] == [False, True, False]
     finally:
         shutil.rmtree(edge.directory)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_snapshot_is_written_one_document_at_a_time_with_a_reactor_turn_between(
+        tmp_path: Path) -> None:
+    import base64
+    import json
+
+    from twisted.internet import reactor
+    from twisted.internet.task import Clock, deferLater
+
+    from rustybeam.cluster import writeSnapshot
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.html").write_text(PAGE.replace("note", name))
+    notifier = DocumentChangeNotifier()
+    store = DocumentStore(str(tmp_path), notifier.changedAll, StoreOptions(fsync=False))
+    await store.replace(store.locate("/b.html"), selectors.compile("#b"), b'<p id="b">new</p>')
+    await deferLater(reactor, 0, lambda: None)  # the write's turn is over
+    clock, written = Clock(), []
+    done = ensureDeferred(writeSnapshot(store, notifier.history, written.append, clock))
+    assert len(written) == 2 and not done.called  # the opening, then a.html; b.html waits
+    for _ in range(3):
+        clock.advance(0)
+    assert done.called and len(written) == 5
+    snapshot = json.loads(b"".join(written))
+    assert snapshot["origin"] == store.origin and snapshot["gone"] == []
+    assert [d["url"] for d in snapshot["documents"]] == ["/a.html", "/b.html", "/c.html"]
+    b = snapshot["documents"][1]
+    assert b"<p id=\"b\">new</p>" in base64.b64decode(b["data"])
+    assert b"<p id=\"b\">b</p>" in base64.b64decode(b["base"]["data"])
+    assert b["base"]["sequence"] == b["sequence"] - 1
+    assert all("base" not in d for d in snapshot["documents"][::2])
