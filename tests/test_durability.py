@@ -96,6 +96,32 @@ def test_concurrent_posts_lose_no_change_and_apply_in_sequence_order(
     assert temporaryFiles(docs.path) == []
 
 
+def test_concurrent_writes_reach_every_watcher_once_each_as_its_own_item_in_sequence_order(
+    server: Server, docs: Docs, watch
+) -> None:
+    """Writes committed together reach a watcher in one write to its socket: still
+    one StreamItem each, in the writer's order, with its own sequence number."""
+    url = docs.url("doc.html")
+    plain, onList = watch(url), watch(url)
+    origin = sequence(server.request("HEAD", url))
+    numbered = watch(url)
+    numbered.subscribe(since=origin)
+    onList.subscribe(selector="#list")
+    responses = concurrently(server, [
+        ("POST", url, {"Range": "selector=#list"}, f'<li id="p{i}">{i}</li>'.encode())
+        for i in range(N)
+    ] + [("PUT", url, {"Range": "selector=#title"}, b'<h1 id="title">T</h1>')])
+    bySequence = [r.text for r in sorted(responses, key=sequence)]
+    assert [plain.item().content for _ in responses] == bySequence
+    items = [numbered.item() for _ in responses]
+    assert [(i.sequence, i.content) for i in items] == [
+        (sequence(r), r.text) for r in sorted(responses, key=sequence)]
+    assert sorted(i.content for i in [onList.item() for _ in range(N)]) == sorted(
+        f'<li id="p{i}">{i}</li>' for i in range(N))
+    for w in (plain, numbered, onList):
+        w.nothing()
+
+
 def test_concurrent_puts_and_posts_to_distinct_elements_lose_no_change(
     server: Server, docs: Docs
 ) -> None:
