@@ -46,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from fanout import DOCUMENT, HARNESS, NODE_DIR, ensure_node_modules, free_port, wait_ready  # noqa: E402
+from fanout import DOCUMENT, HARNESS, NODE_DIR, ensure_node_modules, free_port, sinks_for, wait_ready  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -105,6 +105,20 @@ def wait_listening(port: int, count: int, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
+def family(pid: int) -> list[int]:
+    """C{pid} and its descendants (the workers of C{--workers}), for the server's CPU."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in os.listdir(f"/proc/{pids[i]}/task"):
+            try:
+                with open(f"/proc/{pids[i]}/task/{task}/children") as f:
+                    pids.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+        i += 1
+    return pids
+
+
 def stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -128,7 +142,10 @@ def fanout(args: argparse.Namespace, label: str, *options: str) -> dict:
             wait_listening(port, int(options[options.index("--workers") + 1]))
         time.sleep(0.3)
         log(f"{label}: {args.watchers} watchers")
-        h = subprocess.run(["node", HARNESS, "--port", str(port), "--pid", str(process.pid),
+        pids = family(process.pid)
+        log(f"server processes: {pids}")
+        h = subprocess.run(["node", HARNESS, "--port", str(port), "--pid", ",".join(map(str, pids)),
+                            "--sinks", str(sinks_for(str(args.watchers))),
                             "--levels", str(args.watchers), "--paced", str(args.paced),
                             "--burst-total", str(args.burst_total), "--burst-deliveries",
                             str(args.burst_deliveries)],
@@ -217,20 +234,29 @@ def main() -> None:
         lags = lag(args, redis)
     finally:
         redis.stop()
+    cores = os.cpu_count() or 1
     rows = []
     for name, level in (("one process", single), ("--workers 2", workers)):
-        rows.append((name, level["burst_phase"]["deliveries_per_s"],
+        b = level["burst_phase"]
+        s, h = b["server_us_per_delivery"], b["harness_us_per_delivery"]
+        rows.append((name, b["deliveries_per_s"],
                      level["warmup_fanout_ms"]["p50"], level["warmup_fanout_ms"]["p99"],
                      level["paced_phase"]["latency_ms"]["p99"],
-                     level["paced_phase"]["missing"] + level["burst_phase"]["missing"]))
+                     level["paced_phase"]["missing"] + b["missing"], s, h, cores * 1e6 / (s + h)))
     print(f"\n{args.watchers} watchers of one document, loadavg {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} cores\n")
+          f"on {cores} cores\n")
     print("| server | burst deliveries/s | PUT -> last watcher p50 / p99 (ms) | "
-          "paced PUT -> watcher p99 (ms) | missing |")
-    print("|---|---:|---:|---:|---:|")
-    for name, rate, p50, p99, paced99, missing in rows:
-        print(f"| {name} | {rate:,.0f} | {p50:.1f} / {p99:.1f} | {paced99:.1f} | {missing} |")
+          "paced PUT -> watcher p99 (ms) | missing | burst CPU µs/delivery, server / harness "
+          "| ceiling deliveries/s (share) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, rate, p50, p99, paced99, missing, s, h, ceiling in rows:
+        print(f"| {name} | {rate:,.0f} | {p50:.1f} / {p99:.1f} | {paced99:.1f} | {missing} "
+              f"| {s:.2f} / {h:.2f} | {ceiling:,.0f} ({rate / ceiling:.0%}) |")
     print(f"\nspeed-up: {rows[1][1] / rows[0][1]:.2f}x")
+    print(f"ceiling = {cores} cores / (server + harness CPU per delivery): what the machine could "
+          f"deliver if nothing else ran and every core were busy; with both on this machine, "
+          f"--workers 2 can reach at most {rows[1][8] / rows[0][1]:.2f}x one process's rate "
+          f"at its own CPU per delivery.")
     print(f"replication lag, writer fsync -> edge delivery ({len(lags)} PUTs): "
           f"p50 {pct(lags, 50):.2f} ms, p99 {pct(lags, 99):.2f} ms")
     if args.json:

@@ -360,6 +360,8 @@ def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | No
                 f"| {L['frame_bytes'] or '—'} | {L['server_rss_mb_connected']:.0f} "
                 f"| {p['missing'] + b['missing']} / {L['out_of_order']} |")
     out.append("")
+    out.append(bounds(results, anchors_run))
+    out.append("")
     for result in results:
         run = result["run"]
         shown = [o if not o.startswith("/") else "TMPDIR" for o in run["server_command"]]
@@ -371,6 +373,46 @@ def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | No
                    + ", ".join(f"{r['server']} {r['loadavg_before']:.1f}" for r in anchors_run) + ".")
     out.append(f"- anchors summary rows: medians of 5 runs at N=1000 quoted from "
                f"{os.path.relpath(path, REPO)}.")
+    return "\n".join(out)
+
+
+def bounds(results: list[dict], anchors_run: list[dict] | None) -> str:
+    """
+    What the machine allows, from the same run's CPU per delivery: the server's (C{s})
+    and the harness's per receipt (C{h}, its sinks included). One PUT's fan-out to N
+    watchers takes at least N x max(s, (s + h) / cores, h / harness processes): the
+    server sends from one thread, the harness's processes each take in their share,
+    and the two share the machine's cores. Likewise a burst cannot pass
+    cores / (s + h) deliveries a second.
+    """
+    cores = os.cpu_count() or 1
+    out = ["What the machine's cores allow (s: server CPU µs/delivery, h: harness CPU µs/receipt, "
+           f"{cores} cores; least fan-out = N × max(s, (s + h) / cores, h / harness processes), "
+           "burst ceiling = cores / (s + h)):", "",
+           "| server | subscribers | paced s / h µs | least fan-out of one PUT ms | paced p50 / p99 ms "
+           "| burst s / h µs | burst ceiling deliveries/s | burst deliveries/s (share of ceiling) |",
+           "|---|---|---|---|---|---|---|---|"]
+
+    def row(name: str, n: int, p: dict, b: dict, processes: int) -> None:
+        s, h = p["server_us_per_delivery"], p.get("harness_us_per_delivery")
+        sb, hb = b["server_us_per_delivery"], b.get("harness_us_per_delivery")
+        least = ceiling = None
+        if s is not None and h is not None:
+            least = n * max(s, (s + h) / cores, h / processes) / 1e3
+        if sb is not None and hb is not None:
+            ceiling = cores * 1e6 / (sb + hb)
+        rate_ = b["deliveries_per_s"]
+        share = f" ({rate_ / ceiling:.0%})" if ceiling and rate_ else ""
+        out.append(f"| {name} | {n:,} | {fmt(s)} / {fmt(h)} | {fmt(least)} "
+                   f"| {fmt(p['latency_ms']['p50'])} / {fmt(p['latency_ms']['p99'])} "
+                   f"| {fmt(sb)} / {fmt(hb)} | {rate(ceiling) if ceiling else '—'} | {rate(rate_)}{share} |")
+
+    for result in results:
+        for L in result["levels"]:
+            if L["n"] >= 100:
+                row(label(result), L["n"], L["paced_phase"], L["burst_phase"], L.get("processes", 1))
+    for r in anchors_run or ():
+        row(f"{r['server']} (same run)", r["n"], r["paced_phase"], r["burst_phase"], 1)
     return "\n".join(out)
 
 

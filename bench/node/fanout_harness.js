@@ -18,7 +18,8 @@
 // Latency = subscriber receive time - time the PUT was handed to Node's http client,
 // both CLOCK_MONOTONIC (process.hrtime). Server CPU = utime+stime of /proc/PID/stat
 // (all threads, including the fsync worker thread) and the sum of the threads'
-// schedstat, read before each measured phase and 200 ms after it ends.
+// schedstat, read before each measured phase and 200 ms after it ends; --pid A,B sums
+// several server processes. Harness CPU is this process's and its sinks'.
 // With --sinks K, K more Node processes (this script with --role sink) hold their share
 // of the subscribers, so that one process's receive loop does not bound the figures at
 // large N; they time receipts on the same monotonic clock (CLOCK_MONOTONIC) and report
@@ -35,7 +36,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 const A = {};
 for (let i = 2; i < process.argv.length; i += 2) A[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 const PORT = +A.port;
-const PID = +A.pid;
+const PIDS = String(A.pid).split(',').map(Number); // the server's processes
 const LEVELS = (A.levels || '0,1,100,1000').split(',').map(Number);
 const WARMUP = +(A.warmup || 20);
 const PACED_MAX = +(A.paced || 200);
@@ -219,21 +220,36 @@ function put(s) {
 }
 
 // ---- measurement helpers (as in the anchors' harness) ------------------------------
-function serverCpu() {
-  const s = fs.readFileSync(`/proc/${PID}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  let ns = 0, threads = 0;
-  for (const tid of fs.readdirSync(`/proc/${PID}/task`)) {
-    try { ns += +fs.readFileSync(`/proc/${PID}/task/${tid}/schedstat`, 'utf8').split(' ')[0]; threads++; } catch (e) {}
+function serverCpu() {             // summed over the server's processes (--pid A,B,...)
+  let user = 0, sys = 0, ns = 0, threads = 0;
+  for (const pid of PIDS) {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    user += +f[11]; sys += +f[12];
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try { ns += +fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]; threads++; } catch (e) {}
+    }
   }
-  return { us_stat: (+f[11] + +f[12]) * 1e6 / CLK_TCK, us_user: +f[11] * 1e6 / CLK_TCK,
-           us_sys: +f[12] * 1e6 / CLK_TCK, us_sched: ns / 1e3, threads };
+  return { us_stat: (user + sys) * 1e6 / CLK_TCK, us_user: user * 1e6 / CLK_TCK,
+           us_sys: sys * 1e6 / CLK_TCK, us_sched: ns / 1e3, threads };
 }
 function serverRssMB() {
-  const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${PID}/status`, 'utf8'));
-  return m ? +m[1] / 1024 : null;
+  let kb = 0;
+  for (const pid of PIDS) {
+    const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (m) kb += +m[1];
+  }
+  return kb / 1024;
 }
-const hcpu = () => { const u = process.cpuUsage(); return u.user + u.system; };
+function procCpuUs(pid) {         // utime+stime of a process, from /proc (clock ticks)
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (+f[11] + +f[12]) * 1e6 / CLK_TCK;
+  } catch (e) { return 0; }
+}
+// the harness's CPU in µs: this process and its sinks (the receiving side of every delivery)
+const hcpu = () => { const u = process.cpuUsage(); return sinks.reduce((t, c) => t + procCpuUs(c.pid), u.user + u.system); };
 function pct(arr, n) {
   const a = arr.subarray(0, n).sort();
   const q = (p) => (n ? a[Math.min(n - 1, Math.floor(p * (n - 1)))] : null);
