@@ -39,6 +39,7 @@ from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError
 from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -47,7 +48,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 from rustybeam import markup
 from rustybeam.changelog import StoreFactory
 from rustybeam.changes import Change, ChangeSink
-from rustybeam.documents import DocumentStore, FileInfo, StoreOptions, atomicWrite, durableUnlink
+from rustybeam.documents import (
+    DocumentStore, FileInfo, StoreOptions, WriteResult, atomicWrite, durableUnlink)
 from rustybeam.documents import _applySelector, _applyWhole
 from rustybeam.errors import (
     CLUSTER_NOT_READY,
@@ -538,6 +540,18 @@ class ReplicaStore(DocumentStore):
             size=0, body=None,
         )
         self._deliver(change)
+
+    def _committed(self, doc: DocumentPath, answers: Sequence[WriteResult | Failure]) -> None:
+        """A group commit's entries up to the first that failed here: those after it were
+        numbered one short of the writer's, so the copy is marked as lost before they
+        could be delivered."""
+        applied = []
+        for answer in answers:
+            if not isinstance(answer, WriteResult):
+                self._diverged.add(doc.url)
+                break
+            applied.append(answer.change)
+        self._report(doc, applied)
 
     def _applied(self, changes: Sequence[Change]) -> None:
         """Changes the store made from entries (one commit's): delivered if each has

@@ -19,9 +19,10 @@ import os
 import tempfile
 import time
 from collections import OrderedDict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Awaitable, Callable, Optional, TypeVar
+from typing import Awaitable, Callable, Iterator, Optional, Sequence, TypeVar
 
 from lxml import etree
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
@@ -225,6 +226,8 @@ class DocumentStore:
         self._reactor = reactor
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._queues: dict[str, deque[_Pending]] = {}
+        self._held: list[tuple[str, deque[_Pending]]] | None = None
+        """Inside L{together}: the write queues made meanwhile, not started yet."""
         self._sequences: dict[str, int] = {}
         self._origin = time.time_ns() // 1000
         self._inflight: set[Deferred] = set()
@@ -458,10 +461,31 @@ class DocumentStore:
         if queue is None:
             queue = self._queues[doc.url] = deque()
             queue.append(_Pending(doc, ifMatch, check, plan, d))
-            ensureDeferred(self._commit(doc.url, queue))
+            if self._held is not None:
+                self._held.append((doc.url, queue))
+            else:
+                ensureDeferred(self._commit(doc.url, queue))
         else:
             queue.append(_Pending(doc, ifMatch, check, plan, d))
         return d
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """
+        Writes made inside start when it ends, so that selector writes to one
+        document made together form one group commit (a first write otherwise starts
+        at once, alone). Their order, checks and answers are unchanged.
+        """
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            for url, queue in held:
+                ensureDeferred(self._commit(url, queue))
 
     async def _commit(self, url: str, queue: deque[_Pending]) -> None:
         """
@@ -539,6 +563,11 @@ class DocumentStore:
         except Exception:
             self.log.failure("change listener failed for {url}", url=doc.url)
 
+    def _committed(self, doc: DocumentPath, answers: Sequence[WriteResult | Failure]) -> None:
+        """Report the changes of a group commit's writes that were applied (the others
+        are answered with their errors)."""
+        self._report(doc, [a.change for a in answers if isinstance(a, WriteResult)])
+
     async def _group(self, group: list[_Pending], queue: deque[_Pending]) -> None:
         """
         Apply consecutive selector writes to one document as one group commit: each
@@ -611,7 +640,7 @@ class DocumentStore:
                 answers.append(Failure(UNSTORABLE.because(_oneLine(outcome))))
             else:
                 answers.append(Failure(outcome))
-        self._report(doc, [a.change for a in answers if isinstance(a, WriteResult)])
+        self._committed(doc, answers)
         for pending, answer in zip(done, answers):
             if isinstance(answer, Failure):
                 pending.deferred.errback(answer)

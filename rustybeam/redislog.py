@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 from collections import deque
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
 from urllib.parse import quote, unquote, urlparse
@@ -100,11 +101,13 @@ class Entry:
     """For C{hello}: the sequence every unchanged document has on the new writer."""
     etag: str | None = None
     """The document's ETag on the writer after the change, which replicas answer with."""
+    more: bool = False
+    """Another change of the same commit follows: an edge applies them as one group."""
 
     @classmethod
-    def of(cls, host: str, change: Change, etag: str | None) -> Entry:
+    def of(cls, host: str, change: Change, etag: str | None, more: bool = False) -> Entry:
         return cls("change", host, change.url, change.sequence, change.method, change.selector,
-                   change.body, change.size, etag=etag)
+                   change.body, change.size, etag=etag, more=more)
 
     def encode(self) -> str:
         fields = dict(self.__dict__)
@@ -135,8 +138,9 @@ class _HostLog:
 
     def extend(self, changes: Sequence[Change]) -> None:
         self.notifier.changedAll(changes)
-        for change in changes:
-            self.publisher.publish(Entry.of(self.host, change, self._etag(change)))
+        last = len(changes) - 1
+        for i, change in enumerate(changes):
+            self.publisher.publish(Entry.of(self.host, change, self._etag(change), more=i < last))
 
     def _etag(self, change: Change) -> str | None:
         """The ETag of the version just stored: the store reports a commit's changes
@@ -298,6 +302,9 @@ class Replica(Protocol):
     def offer(self, entry: Entry) -> Deferred[object] | None:
         """Apply C{entry} after those offered before; raise L{Gap} if one is missing."""
 
+    def together(self) -> AbstractContextManager[None]:
+        """Entries offered inside are applied as one group commit where they can be."""
+
     def install(self, snapshot: Mapping[str, Any]) -> Awaitable[None]: ...
 
     def behind(self) -> Mapping[str, int]:
@@ -404,25 +411,37 @@ class StreamFollower(Service):
                     or _idLess(last, self.lastId)):
                 await self._resync(connection, last)
                 self.epoch = epoch
+            held: list[tuple[str, Entry]] = []
             while self.running and not self._stale:
                 reply = await connection.execute_command(
                     "XREAD", "COUNT", "1000", "BLOCK", str(self.options.block),
-                    "STREAMS", self.options.stream, self.lastId)
-                if not reply:
+                    "STREAMS", self.options.stream, held[-1][0] if held else self.lastId)
+                if reply:
+                    held.extend((entryId, Entry.decode(_field(fields, "c")))
+                                for entryId, fields in reply[0][1])
+                    if held[-1][1].more and len(held) < 1000:
+                        continue  # the rest of the commit is on its way
+                elif not held:
                     break
                 applying: list[Deferred[object]] = []
-                for entryId, fields in reply[0][1]:
-                    self.lastId = entryId
-                    applied = self._apply(Entry.decode(_field(fields, "c")))
-                    if applied is not None:
-                        applying.append(applied)
-                    if self._stale:
-                        break
+                with ExitStack() as stack:
+                    for replica in self.replicas.values():
+                        stack.enter_context(replica.together())
+                    for entryId, entry in held:
+                        self.lastId = entryId
+                        applied = self._apply(entry)
+                        if applied is not None:
+                            applying.append(applied)
+                        if self._stale:
+                            break
+                held = []
                 if applying:
                     for ok, result in await DeferredList(applying, consumeErrors=True):
                         if not ok:
                             self.log.warn("applying a change failed: {error}", error=result.value)
                             self._stale = True
+                if not reply:
+                    break
 
     def _apply(self, entry: Entry) -> Deferred[object] | None:
         replica = self.replicas.get(entry.host)

@@ -10,21 +10,25 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.task import deferLater
 
 from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
 from redisserver import RedisServer
 
 from rustybeam import selectors
+from rustybeam.cluster import ReplicaStore
 from rustybeam.documents import DocumentStore, StoreOptions
 from rustybeam.notifier import DocumentChangeNotifier
-from rustybeam.redislog import Entry, _HostLog
+from rustybeam.redislog import Entry, RedisOptions, StreamFollower, _HostLog
 
 PAGE = ('<!DOCTYPE html><html><head><title>t</title></head><body>'
         '<ul id="list"><li>first</li></ul><p id="note">note</p></body></html>')
@@ -905,6 +909,132 @@ async def test_each_change_of_a_group_commit_is_published_with_its_own_etag(tmp_
     assert len(set(etags)) == 3
     assert [(e.sequence, e.etag) for e in published[1:]] == [
         (r.change.sequence, r.etag) for _, r in results]
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_entry_of_a_group_commit_but_the_last_says_more_follow(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text(PAGE)
+    published: list[Entry] = []
+    log = _HostLog(SimpleNamespace(publish=published.append), "", DocumentChangeNotifier())  # type: ignore[arg-type]
+    store = log.store = DocumentStore(str(tmp_path), log.extend, StoreOptions(fsync=False))
+    doc = store.locate("/index.html")
+    await store.append(doc, selectors.compile("#list"), b"<li>0</li>")
+    await deferLater(reactor, 0, lambda: None)
+    with store.together():
+        pending = [store.append(doc, selectors.compile("#list"), f"<li>{i}</li>".encode())
+                   for i in (1, 2, 3)]
+    await DeferredList(pending, fireOnOneErrback=True)
+    assert [e.more for e in published] == [False, True, True, False]
+    assert [Entry.decode(e.encode()).more for e in published] == [False, True, True, False]
+    assert Entry.decode('{"kind":"change","host":"","url":"/a.html","sequence":1}').more is False
+
+
+class RecordingReplica:
+    """A replica that records each entry offered to it, and the L{together} block it
+    was offered in (C{None}: outside any)."""
+
+    origin = 0
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[int, int | None]] = []
+        self.blocks = 0
+        self.block: int | None = None
+
+    def offer(self, entry: Entry) -> None:
+        self.offered.append((entry.sequence, self.block))
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        self.blocks += 1
+        self.block = self.blocks
+        try:
+            yield
+        finally:
+            self.block = None
+
+    async def install(self, snapshot: object) -> None:
+        pass
+
+    def behind(self) -> dict[str, int]:
+        return {}
+
+    async def catchUp(self, entries: object) -> None:
+        pass
+
+
+@asynccontextmanager
+async def following(redis: RedisServer, block: int) -> AsyncIterator[RecordingReplica]:
+    """A stream follower on C{redis}, its C{XREAD} waiting C{block} ms, with one replica."""
+    redis.command("SET", "rustybeam:epoch", "e1")
+    replica = RecordingReplica()
+
+    async def snapshot(host: str) -> dict:
+        return {}
+
+    follower = StreamFollower(RedisOptions(redis.url, block=block), {"": replica}, snapshot, reactor)
+    follower.startService()
+    try:
+        await follower.whenReady()
+        yield replica
+    finally:
+        await follower.stopService()
+
+
+def publish(redis: RedisServer, sequence: int, more: bool) -> None:
+    entry = Entry("change", "", "/index.html", sequence, "PUT", "#note", b"<p>x</p>", more=more)
+    redis.command("XADD", "rustybeam:log", "*", "c", entry.encode())
+
+
+async def settled(check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await deferLater(reactor, 0.02, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_edge_offers_a_commit_s_entries_together_once_the_last_has_come(redis) -> None:
+    async with following(redis, block=10_000) as replica:
+        publish(redis, 1, more=True)
+        publish(redis, 2, more=True)
+        await deferLater(reactor, 0.3, lambda: None)
+        assert replica.offered == []
+        publish(redis, 3, more=False)
+        await settled(lambda: len(replica.offered) == 3)
+        assert [n for n, _ in replica.offered] == [1, 2, 3]
+        assert len({block for _, block in replica.offered}) == 1
+        assert replica.offered[0][1] is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_entry_that_says_more_follow_is_applied_when_nothing_follows(redis) -> None:
+    async with following(redis, block=300) as replica:
+        publish(redis, 1, more=True)
+        await settled(lambda: len(replica.offered) == 1)
+        assert replica.offered[0][0] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_of_entries_delivers_none_after_one_that_fails_on_the_copy(
+        tmp_path: Path) -> None:
+    """Entries applied as one group commit where one fails here (the copy lost a
+    change): the entries after it were numbered one short of the writer's, so none of
+    them is delivered and the copy is marked for copying again."""
+    (tmp_path / "index.html").write_text(PAGE)
+    delivered: list = []
+    store = ReplicaStore(str(tmp_path), delivered.extend, StoreOptions(), reactor)
+    start = store.sequence("/index.html")
+
+    def entry(n: int, method: str, selector: str, body: str) -> Entry:
+        return Entry("change", "", "/index.html", start + n, method, selector, body.encode())
+
+    with store.together():
+        pending = [store.offer(entry(1, "PUT", "#note", '<p id="note">a</p>')),
+                   store.offer(entry(2, "POST", "#missing", "<li>b</li>")),
+                   store.offer(entry(3, "PUT", "#note", '<p id="note">c</p>'))]
+    results = await DeferredList(pending, consumeErrors=True)  # type: ignore[arg-type]
+    assert [c.sequence for c in delivered] == [start + 1]
+    assert [ok for ok, _ in results] == [True, False, False]
 
 
 @pytest_twisted.ensureDeferred

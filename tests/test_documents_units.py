@@ -15,7 +15,9 @@ from typing import Sequence
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import deferLater
 from twisted.logger import Logger, formatEvent
 
 from rustybeam import documents, markup, selectors
@@ -501,6 +503,23 @@ async def test_a_group_s_changes_are_reported_together_in_order_before_any_is_an
     assert reports == [["<li>1</li>", "<li>2</li>", "answered 0"],
                        ["<li>3</li>", "<li>4</li>", "answered 2"]]
     assert answered == sorted(answered)
+
+
+@pytest_twisted.ensureDeferred
+async def test_writes_made_together_form_one_group_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Store(tmp_path / "docs")
+    await s.store.append(s.page, css("#a"), b"<b>0</b>")
+    await deferLater(reactor, 0, lambda: None)  # that write's commit has ended
+    reports: list[list[str]] = []
+    s.store.onChanges = lambda changes: reports.append([c.content for c in changes])
+    written = countWrites(monkeypatch)
+    with s.store.together():
+        pending = [s.store.append(s.page, css("#l"), f"<li>{i}</li>".encode()) for i in range(1, 4)]
+        assert not any(d.called for d in pending)
+    await DeferredList(pending, fireOnOneErrback=True)
+    assert len(written) == 1  # without together(): [1] alone, then [2, 3]
+    assert reports == [["<li>1</li>", "<li>2</li>", "<li>3</li>"]]
 
 
 @pytest_twisted.ensureDeferred
