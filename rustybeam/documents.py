@@ -19,14 +19,13 @@ import os
 import tempfile
 import time
 from collections import OrderedDict, deque
-from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Awaitable, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Awaitable, Callable, Optional, Sequence, TypeVar, cast
 
 from lxml import etree
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -226,8 +225,6 @@ class DocumentStore:
         self._reactor = reactor
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._queues: dict[str, deque[_Pending]] = {}
-        self._held: list[tuple[str, deque[_Pending]]] | None = None
-        """Inside L{together}: the write queues made meanwhile, not started yet."""
         self._sequences: dict[str, int] = {}
         self._origin = time.time_ns() // 1000
         self._inflight: set[Deferred] = set()
@@ -461,31 +458,13 @@ class DocumentStore:
         if queue is None:
             queue = self._queues[doc.url] = deque()
             queue.append(_Pending(doc, ifMatch, check, plan, d))
-            if self._held is not None:
-                self._held.append((doc.url, queue))
-            else:
-                ensureDeferred(self._commit(doc.url, queue))
+            # Start after this reactor turn: writes that arrive in the same turn (requests
+            # read from one poll, a cluster edge's entries of one commit) join the group.
+            cast(IReactorTime, self._reactor).callLater(
+                0, lambda: ensureDeferred(self._commit(doc.url, queue)))
         else:
             queue.append(_Pending(doc, ifMatch, check, plan, d))
         return d
-
-    @contextmanager
-    def together(self) -> Iterator[None]:
-        """
-        Writes made inside start when it ends, so that selector writes to one
-        document made together form one group commit (a first write otherwise starts
-        at once, alone). Their order, checks and answers are unchanged.
-        """
-        if self._held is not None:
-            yield
-            return
-        self._held = []
-        try:
-            yield
-        finally:
-            held, self._held = self._held, None
-            for url, queue in held:
-                ensureDeferred(self._commit(url, queue))
 
     async def _commit(self, url: str, queue: deque[_Pending]) -> None:
         """

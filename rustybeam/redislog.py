@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 from collections import deque
-from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Sequence
 from urllib.parse import quote, unquote, urlparse
@@ -302,9 +301,6 @@ class Replica(Protocol):
     def offer(self, entry: Entry) -> Deferred[object] | None:
         """Apply C{entry} after those offered before; raise L{Gap} if one is missing."""
 
-    def together(self) -> AbstractContextManager[None]:
-        """Entries offered inside are applied as one group commit where they can be."""
-
     def install(self, snapshot: Mapping[str, Any]) -> Awaitable[None]: ...
 
     def behind(self) -> Mapping[str, int]:
@@ -424,16 +420,13 @@ class StreamFollower(Service):
                 elif not held:
                     break
                 applying: list[Deferred[object]] = []
-                with ExitStack() as stack:
-                    for replica in self.replicas.values():
-                        stack.enter_context(replica.together())
-                    for entryId, entry in held:
-                        self.lastId = entryId
-                        applied = self._apply(entry)
-                        if applied is not None:
-                            applying.append(applied)
-                        if self._stale:
-                            break
+                for entryId, entry in held:  # offered in one turn: one group commit
+                    self.lastId = entryId
+                    applied = self._apply(entry)
+                    if applied is not None:
+                        applying.append(applied)
+                    if self._stale:
+                        break
                 held = []
                 if applying:
                     for ok, result in await DeferredList(applying, consumeErrors=True):

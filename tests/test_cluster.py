@@ -10,7 +10,7 @@ import shutil
 import signal
 import threading
 import time
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import AsyncIterator, Callable, Iterator
@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 
 from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
 from redisserver import RedisServer
@@ -920,9 +920,8 @@ async def test_each_entry_of_a_group_commit_but_the_last_says_more_follow(tmp_pa
     doc = store.locate("/index.html")
     await store.append(doc, selectors.compile("#list"), b"<li>0</li>")
     await deferLater(reactor, 0, lambda: None)
-    with store.together():
-        pending = [store.append(doc, selectors.compile("#list"), f"<li>{i}</li>".encode())
-                   for i in (1, 2, 3)]
+    pending = [store.append(doc, selectors.compile("#list"), f"<li>{i}</li>".encode())
+               for i in (1, 2, 3)]
     await DeferredList(pending, fireOnOneErrback=True)
     assert [e.more for e in published] == [False, True, True, False]
     assert [Entry.decode(e.encode()).more for e in published] == [False, True, True, False]
@@ -930,27 +929,25 @@ async def test_each_entry_of_a_group_commit_but_the_last_says_more_follow(tmp_pa
 
 
 class RecordingReplica:
-    """A replica that records each entry offered to it, and the L{together} block it
-    was offered in (C{None}: outside any)."""
+    """A replica that records each entry offered to it, with the reactor turn it was
+    offered in (a count of the turns that began since)."""
 
     origin = 0
 
     def __init__(self) -> None:
-        self.offered: list[tuple[int, int | None]] = []
-        self.blocks = 0
-        self.block: int | None = None
+        self.offered: list[tuple[int, int]] = []
+        self.turns = 0
+        self._ticking = LoopingCall(self._tick)
+        self._ticking.start(0.001)
+
+    def _tick(self) -> None:
+        self.turns += 1
+
+    def stop(self) -> None:
+        self._ticking.stop()
 
     def offer(self, entry: Entry) -> None:
-        self.offered.append((entry.sequence, self.block))
-
-    @contextmanager
-    def together(self) -> Iterator[None]:
-        self.blocks += 1
-        self.block = self.blocks
-        try:
-            yield
-        finally:
-            self.block = None
+        self.offered.append((entry.sequence, self.turns))
 
     async def install(self, snapshot: object) -> None:
         pass
@@ -977,6 +974,7 @@ async def following(redis: RedisServer, block: int) -> AsyncIterator[RecordingRe
         await follower.whenReady()
         yield replica
     finally:
+        replica.stop()
         await follower.stopService()
 
 
@@ -1002,8 +1000,7 @@ async def test_an_edge_offers_a_commit_s_entries_together_once_the_last_has_come
         publish(redis, 3, more=False)
         await settled(lambda: len(replica.offered) == 3)
         assert [n for n, _ in replica.offered] == [1, 2, 3]
-        assert len({block for _, block in replica.offered}) == 1
-        assert replica.offered[0][1] is not None
+        assert len({turn for _, turn in replica.offered}) == 1  # so one group commit
 
 
 @pytest_twisted.ensureDeferred
@@ -1028,10 +1025,9 @@ async def test_a_group_of_entries_delivers_none_after_one_that_fails_on_the_copy
     def entry(n: int, method: str, selector: str, body: str) -> Entry:
         return Entry("change", "", "/index.html", start + n, method, selector, body.encode())
 
-    with store.together():
-        pending = [store.offer(entry(1, "PUT", "#note", '<p id="note">a</p>')),
-                   store.offer(entry(2, "POST", "#missing", "<li>b</li>")),
-                   store.offer(entry(3, "PUT", "#note", '<p id="note">c</p>'))]
+    pending = [store.offer(entry(1, "PUT", "#note", '<p id="note">a</p>')),
+               store.offer(entry(2, "POST", "#missing", "<li>b</li>")),
+               store.offer(entry(3, "PUT", "#note", '<p id="note">c</p>'))]
     results = await DeferredList(pending, consumeErrors=True)  # type: ignore[arg-type]
     assert [c.sequence for c in delivered] == [start + 1]
     assert [ok for ok, _ in results] == [True, False, False]
@@ -1117,9 +1113,11 @@ async def test_a_snapshot_is_written_one_document_at_a_time_with_a_reactor_turn_
     await deferLater(reactor, 0, lambda: None)  # the write's turn is over
     clock, written = Clock(), []
     done = ensureDeferred(writeSnapshot(store, notifier.history, written.append, clock))
+    await deferLater(reactor, 0.05, lambda: None)  # a.html is taken in its own turn
     assert len(written) == 2 and not done.called  # the opening, then a.html; b.html waits
     for _ in range(3):
         clock.advance(0)
+        await deferLater(reactor, 0.05, lambda: None)
     assert done.called and len(written) == 5
     snapshot = json.loads(b"".join(written))
     assert snapshot["origin"] == store.origin and snapshot["gone"] == []
