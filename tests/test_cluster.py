@@ -1113,12 +1113,15 @@ async def test_a_snapshot_is_written_one_document_at_a_time_with_a_reactor_turn_
     await deferLater(reactor, 0, lambda: None)  # the write's turn is over
     clock, written = Clock(), []
     done = ensureDeferred(writeSnapshot(store, notifier.history, written.append, clock))
-    await deferLater(reactor, 0.05, lambda: None)  # a.html is taken in its own turn
-    assert len(written) == 2 and not done.called  # the opening, then a.html; b.html waits
-    for _ in range(3):
+    await settled(lambda: len(written) == 2)  # the opening, then a.html (taken in its turn)
+    await deferLater(reactor, 0.05, lambda: None)
+    assert len(written) == 2 and not done.called  # b.html waits for the snapshot's turn
+    for count in (3, 4):
         clock.advance(0)
-        await deferLater(reactor, 0.05, lambda: None)
-    assert done.called and len(written) == 5
+        await settled(lambda: len(written) == count)
+    clock.advance(0)
+    await settled(lambda: done.called)
+    assert len(written) == 5
     snapshot = json.loads(b"".join(written))
     assert snapshot["origin"] == store.origin and snapshot["gone"] == []
     assert [d["url"] for d in snapshot["documents"]] == ["/a.html", "/b.html", "/c.html"]
