@@ -46,7 +46,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from fanout import DOCUMENT, HARNESS, NODE_DIR, ensure_node_modules, free_port, sinks_for, wait_ready  # noqa: E402
+from fanout import (  # noqa: E402
+    DOCUMENT, HARNESS, NODE_DIR, ceiling, ensure_node_modules, free_port, sinks_for, wait_ready)
 
 
 def log(msg: str) -> None:
@@ -242,16 +243,16 @@ def main() -> None:
         rows.append((name, b["deliveries_per_s"],
                      level["warmup_fanout_ms"]["p50"], level["warmup_fanout_ms"]["p99"],
                      level["paced_phase"]["latency_ms"]["p99"],
-                     level["paced_phase"]["missing"] + b["missing"], s, h, cores * 1e6 / (s + h)))
+                     level["paced_phase"]["missing"] + b["missing"], s, h, ceiling(s, h)))
     print(f"\n{args.watchers} watchers of one document, loadavg {os.getloadavg()[0]:.2f} "
           f"on {cores} cores\n")
     print("| server | burst deliveries/s | PUT -> last watcher p50 / p99 (ms) | "
           "paced PUT -> watcher p99 (ms) | missing | burst CPU µs/delivery, server / harness "
           "| ceiling deliveries/s (share) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, rate, p50, p99, paced99, missing, s, h, ceiling in rows:
+    for name, rate, p50, p99, paced99, missing, s, h, most in rows:
         print(f"| {name} | {rate:,.0f} | {p50:.1f} / {p99:.1f} | {paced99:.1f} | {missing} "
-              f"| {s:.2f} / {h:.2f} | {ceiling:,.0f} ({rate / ceiling:.0%}) |")
+              f"| {s:.2f} / {h:.2f} | {most:,.0f} ({rate / most:.0%}) |")
     print(f"\nspeed-up: {rows[1][1] / rows[0][1]:.2f}x")
     print(f"ceiling = {cores} cores / (server + harness CPU per delivery): what the machine could "
           f"deliver if nothing else ran and every core were busy; with both on this machine, "

@@ -376,6 +376,12 @@ def report(results: list[dict], anchors_run: list[dict] | None, floor: dict | No
     return "\n".join(out)
 
 
+def ceiling(server_us: float, harness_us: float) -> float:
+    """The most deliveries a second the machine's cores allow when each costs the server
+    C{server_us} and the harness C{harness_us} of CPU: cores / (s + h)."""
+    return (os.cpu_count() or 1) * 1e6 / (server_us + harness_us)
+
+
 def bounds(results: list[dict], anchors_run: list[dict] | None) -> str:
     """
     What the machine allows, from the same run's CPU per delivery: the server's (C{s})
@@ -396,16 +402,16 @@ def bounds(results: list[dict], anchors_run: list[dict] | None) -> str:
     def row(name: str, n: int, p: dict, b: dict, processes: int) -> None:
         s, h = p["server_us_per_delivery"], p.get("harness_us_per_delivery")
         sb, hb = b["server_us_per_delivery"], b.get("harness_us_per_delivery")
-        least = ceiling = None
+        least = most = None
         if s is not None and h is not None:
             least = n * max(s, (s + h) / cores, h / processes) / 1e3
         if sb is not None and hb is not None:
-            ceiling = cores * 1e6 / (sb + hb)
+            most = ceiling(sb, hb)
         rate_ = b["deliveries_per_s"]
-        share = f" ({rate_ / ceiling:.0%})" if ceiling and rate_ else ""
+        share = f" ({rate_ / most:.0%})" if most and rate_ else ""
         out.append(f"| {name} | {n:,} | {fmt(s)} / {fmt(h)} | {fmt(least)} "
                    f"| {fmt(p['latency_ms']['p50'])} / {fmt(p['latency_ms']['p99'])} "
-                   f"| {fmt(sb)} / {fmt(hb)} | {rate(ceiling) if ceiling else '—'} | {rate(rate_)}{share} |")
+                   f"| {fmt(sb)} / {fmt(hb)} | {rate(most) if most else '—'} | {rate(rate_)}{share} |")
 
     for result in results:
         for L in result["levels"]:

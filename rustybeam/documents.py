@@ -203,7 +203,8 @@ class DocumentStore:
     @param root: the document root; nothing outside it is read or written.
     @param onChanges: the single notification point every applied change is handed to,
         the changes of one commit together.
-    @param reactor: provides the thread pool that durable writes run in.
+    @param reactor: provides the thread pool that durable writes run in, and the
+        reactor turn after which each group commit starts.
     """
 
     log = Logger()

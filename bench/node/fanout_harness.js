@@ -220,12 +220,16 @@ function put(s) {
 }
 
 // ---- measurement helpers (as in the anchors' harness) ------------------------------
+function statTicks(pid) {          // [utime, stime] of a process, in clock ticks
+  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return [+f[11], +f[12]];
+}
 function serverCpu() {             // summed over the server's processes (--pid A,B,...)
   let user = 0, sys = 0, ns = 0, threads = 0;
   for (const pid of PIDS) {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    user += +f[11]; sys += +f[12];
+    const [u, k] = statTicks(pid);
+    user += u; sys += k;
     for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
       try { ns += +fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]; threads++; } catch (e) {}
     }
@@ -241,12 +245,8 @@ function serverRssMB() {
   }
   return kb / 1024;
 }
-function procCpuUs(pid) {         // utime+stime of a process, from /proc (clock ticks)
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (+f[11] + +f[12]) * 1e6 / CLK_TCK;
-  } catch (e) { return 0; }
+function procCpuUs(pid) {         // utime+stime of a process in µs (0 once it has gone)
+  try { const [u, k] = statTicks(pid); return (u + k) * 1e6 / CLK_TCK; } catch (e) { return 0; }
 }
 // the harness's CPU in µs: this process and its sinks (the receiving side of every delivery)
 const hcpu = () => { const u = process.cpuUsage(); return sinks.reduce((t, c) => t + procCpuUs(c.pid), u.user + u.system); };
