@@ -5,7 +5,8 @@ Subscriptions are indexed by document URL and then by selector, so a change cost
 work only for the watchers of its own document; each distinct selector is evaluated
 once per change, not once per watcher; and each StreamItem is rendered and framed
 once per distinct form (compressed once per window size for permessage-deflate
-watchers, see L{rustybeam.frames}), then written to every recipient; the changes of
+watchers, see L{rustybeam.frames}), then written to every recipient -- straight to
+the socket of a watcher in its express lane, see L{IWatcher.express}; the changes of
 one commit reach each recipient in one write. A bounded per-document history lets a
 reconnecting client resume.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Collection, Hashable, Protocol, Sequence
+from typing import Callable, Collection, Hashable, Protocol, Sequence
 
 from autobahn.websocket.protocol import PreparedMessage
 from lxml import etree
@@ -25,6 +26,7 @@ from rustybeam import frames, streamitem
 from rustybeam.changes import Change
 from rustybeam.interfaces import IViewer
 from rustybeam.selectors import Selector
+from rustybeam.wire import EXPRESS_BYTES
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,17 @@ class IWatcher(Protocol):
     """A connection that receives StreamItems (implemented by the WebSocket protocol)."""
 
     viewer: IViewer | None
+    express: Callable[[bytes], int] | None
+    """The express lane: a C{send} that takes the plain frames (L{Delivery.plain},
+    L{Batch.plain}) of up to L{EXPRESS_BYTES}, returns how many bytes it took and may
+    raise C{OSError}; given only while the watcher gets the plain frames and nothing
+    of its own waits to be written. Whatever it does not take goes to L{deliverRest}."""
 
     def deliver(self, delivery: Delivery) -> None: ...
 
     def deliverAll(self, batch: Batch) -> None: ...
+
+    def deliverRest(self, data: bytes, taken: int) -> None: ...
 
     def goAway(self) -> None: ...
 
@@ -266,24 +275,48 @@ class DocumentChangeNotifier(Service):
                 self._deliverAll(watchers, Batch([deliveries[i] for i in share]))
 
     def _deliver(self, recipients: Collection[IWatcher], delivery: Delivery) -> None:
-        failed = 0
-        for watcher in recipients:
-            try:
-                watcher.deliver(delivery)
-            except Exception:
-                failed += 1
-                self.log.failure("delivering {url} failed", url=delivery.change.url)
+        failed = self._fanOut(recipients, delivery.plainFrame,
+                              lambda watcher: watcher.deliver(delivery), delivery.change.url)
         self.delivered += len(recipients) - failed
 
     def _deliverAll(self, recipients: Collection[IWatcher], batch: Batch) -> None:
+        failed = self._fanOut(recipients, batch.plainFrames,
+                              lambda watcher: watcher.deliverAll(batch),
+                              batch.deliveries[0].change.url)
+        self.delivered += (len(recipients) - failed) * len(batch.deliveries)
+
+    def _fanOut(self, recipients: Collection[IWatcher], plain: Callable[[], bytes],
+                deliver: Callable[[IWatcher], None], url: str) -> int:
+        """
+        Send to every recipient: the C{plain} frames straight to the socket of each one
+        in its express lane (one C{send}, no call into the connection), the rest
+        through C{deliver}. Return how many failed (each is logged).
+        """
+        data = b""
+        size = -1
         failed = 0
         for watcher in recipients:
             try:
-                watcher.deliverAll(batch)
+                send = watcher.express
+                if send is None:
+                    deliver(watcher)
+                    continue
+                if size < 0:
+                    data = plain()
+                    size = len(data) if len(data) <= EXPRESS_BYTES else 0
+                if not size:
+                    deliver(watcher)
+                    continue
+                try:
+                    taken = send(data)
+                except OSError:
+                    taken = 0
+                if taken != size:
+                    watcher.deliverRest(data, taken)
             except Exception:
                 failed += 1
-                self.log.failure("delivering {url} failed", url=batch.deliveries[0].change.url)
-        self.delivered += (len(recipients) - failed) * len(batch.deliveries)
+                self.log.failure("delivering {url} failed", url=url)
+        return failed
 
     @staticmethod
     def _recipients(

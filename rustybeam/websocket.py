@@ -17,7 +17,7 @@ import json
 from collections import Counter, deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import (
@@ -39,7 +39,7 @@ from rustybeam.changes import Change
 from rustybeam.notifier import Batch, Delivery, DocumentChangeNotifier
 from rustybeam.selectors import Selector
 from rustybeam.timers import TimerWheel
-from rustybeam.wire import Wire
+from rustybeam.wire import EXPRESS_BYTES, Wire
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -126,6 +126,20 @@ every frame, rustybeam never reads it, and one per connection costs about 1 KB."
 _MISSING = object()
 
 
+def _leavesTheLane(slot: str, doc: str) -> Any:
+    """A property of what a connection is sent, kept in C{slot}: setting it takes the
+    connection out of its express lane (the plain frames may no longer be its own)."""
+
+    def get(self: DocumentWebSocketProtocol) -> Any:
+        return getattr(self, slot)
+
+    def set(self: DocumentWebSocketProtocol, value: Any) -> None:
+        self.express = None
+        setattr(self, slot, value)
+
+    return property(get, set, doc=doc)
+
+
 class DocumentWebSocketProtocol(WebSocketServerProtocol):
     """
     One client watching documents.
@@ -135,15 +149,24 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     Autobahn makes on every frame sent, about a fifth of the CPU of a delivery.
     """
 
-    __slots__ = ("state", "factory", "viewer", "sequenced", "compact", "_deflateBits", "_wire")
+    __slots__ = ("_state", "express", "factory", "_viewer", "_sequenced", "_compactMode",
+                 "_deflateBits", "_wire")
     """What L{deliver} reads for every change: slots are read at a fixed offset in the
     object, where an instance dict would cost a lookup (and a cache line) each."""
 
-    state: int
+    express: Callable[[bytes], int] | None
+    """The socket's C{send} while this connection may be written to directly with the
+    plain frames (see L{rustybeam.notifier.IWatcher.express}): set by a plain delivery
+    that found nothing queued, and dropped by anything else that writes (L{sendData}),
+    by leaving the open state and by a change of what this client is sent."""
     factory: DocumentWebSocketFactory
-    viewer: IViewer | None
-    sequenced: bool
-    compact: bool
+    _state: int
+    _viewer: IViewer | None
+    _sequenced: bool
+    _compactMode: bool
+    viewer = _leavesTheLane("_viewer", "Who reads, or C{None}: the connection is not authenticated.")
+    sequenced = _leavesTheLane("_sequenced", "Whether StreamItems carry their sequence number.")
+    compact = _leavesTheLane("_compactMode", "Whether replies and StreamItems are binary zlib JSON.")
     _deflateBits: int
     """0: no permessage-deflate; else the window bits of the shared compressed frames
     (no server context takeover); -1: this connection compresses with its own context."""
@@ -179,9 +202,20 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.factory = None  # type: ignore[assignment]
+        self.express = None
         self.viewer = None
         self.sequenced = self.compact = False
         self._deflateBits = 0
+
+    @property
+    def state(self) -> int:
+        return self._state
+
+    @state.setter
+    def state(self, value: int) -> None:
+        if value != _STATE_OPEN:
+            self.express = None
+        self._state = value
 
     def connectionMade(self) -> None:
         self._wire = Wire(self.transport)
@@ -190,6 +224,7 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """Every frame goes out through the connection's L{Wire} (one C{send} when
         nothing is queued), except Autobahn's own synchronous or chopped writes."""
+        self.express = None
         if sync or chopsize or self.send_queue:
             if not isinstance(self.send_queue, deque):
                 self.send_queue = deque()
@@ -379,43 +414,53 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
         This runs once per watcher per change: the common recipient (no viewer, not
         sequenced, text, no deflate) takes the change's shared plain frame without
         further calls."""
-        if self.state != _STATE_OPEN:
+        if self._state != _STATE_OPEN:
             return
-        if self.viewer is None and not self.sequenced and not self.compact and not self._deflateBits:
-            data = delivery.plain or delivery.plainFrame()
-        else:
-            data = self._frameOf(delivery)
-            if data is None:
-                return
-        if not self._wire.write(data, self.factory.options.maxBacklogBytes):
+        if self._viewer is None and not self._sequenced and not self._compactMode and not self._deflateBits:
+            self._sendPlain(delivery.plain or delivery.plainFrame())
+            return
+        data = self._frameOf(delivery)
+        if data is not None and not self._wire.write(data, self.factory.options.maxBacklogBytes):
             self._tooSlow()
 
     def deliverAll(self, batch: Batch) -> None:
         """Send the StreamItems of several changes of one commit, in one write."""
-        if self.state != _STATE_OPEN:
+        if self._state != _STATE_OPEN:
             return
-        if self.viewer is None and not self.sequenced and not self.compact and not self._deflateBits:
-            data = batch.plain or batch.plainFrames()
-        else:
-            frames = [f for f in map(self._frameOf, batch.deliveries) if f is not None]
-            if not frames:
-                return
-            data = b"".join(frames)
-        if not self._wire.write(data, self.factory.options.maxBacklogBytes):
+        if self._viewer is None and not self._sequenced and not self._compactMode and not self._deflateBits:
+            self._sendPlain(batch.plain or batch.plainFrames())
+            return
+        frames = [f for f in map(self._frameOf, batch.deliveries) if f is not None]
+        if frames and not self._wire.write(b"".join(frames), self.factory.options.maxBacklogBytes):
             self._tooSlow()
+
+    def _sendPlain(self, data: bytes) -> None:
+        """Write plain frames, and take the express lane for the next ones if the
+        socket took them all and nothing else is waiting."""
+        limit = self.factory.options.maxBacklogBytes
+        if not self._wire.write(data, limit):
+            self._tooSlow()
+        elif limit >= EXPRESS_BYTES and not self.send_queue:
+            self.express = self._wire.expressSend()
+
+    def deliverRest(self, data: bytes, taken: int) -> None:
+        """Queue what the express lane's C{send} did not take of C{data} (all of it
+        after an error, which the transport then reports), and leave the lane."""
+        self.express = None
+        self._wire.queue(data[taken:] if taken else data)
 
     def _frameOf(self, delivery: Delivery) -> bytes | None:
         """This connection's frame of C{delivery}, or C{None} when it gets none here (a
         connection with its own compression context is sent the message at once)."""
-        if self.sequenced and self._alreadySent(delivery.change):
+        if self._sequenced and self._alreadySent(delivery.change):
             return None
         bits = self._deflateBits
         if bits < 0:
-            message = delivery.message(self.viewer, self.sequenced, self.compact)
+            message = delivery.message(self._viewer, self._sequenced, self._compactMode)
             if message is not None:
                 self.sendPreparedMessage(message)
             return None
-        return delivery.frame(self.viewer, self.sequenced, self.compact, bits)
+        return delivery.frame(self._viewer, self._sequenced, self._compactMode, bits)
 
     def _tooSlow(self) -> None:
         self.log.info("closing slow consumer {peer}", peer=self.peer)

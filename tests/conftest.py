@@ -301,14 +301,17 @@ def rawHandshake(server: Server, path: str, headers: dict[str, str] | None = Non
 
 
 def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
-    """Whole unmasked server frames, one after the other: (first header byte, payload)."""
+    """Whole unmasked server frames, one after the other: (first header byte, payload);
+    an incomplete frame at the end is left out."""
     out = []
-    while data:
+    while len(data) >= 2:
         n, start = data[1] & 0x7F, 2
         if n == 126:
             n, start = int.from_bytes(data[2:4], "big"), 4
         elif n == 127:
             n, start = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < start + n:
+            break
         out.append((data[0], data[start:start + n]))
         data = data[start + n:]
     return out

@@ -28,6 +28,8 @@ class FakeWatcher:
     gone: bool = False
     deflateBits: int = 0
     batches: list[list[int]] = field(default_factory=list)
+    express: object = None
+    rests: list[tuple[bytes, int]] = field(default_factory=list)
 
     def deliver(self, delivery: Delivery) -> None:
         self.received.append(delivery)
@@ -37,6 +39,9 @@ class FakeWatcher:
         self.batches.append([d.change.sequence for d in batch.deliveries])
         for delivery in batch.deliveries:
             self.deliver(delivery)
+
+    def deliverRest(self, data: bytes, taken: int) -> None:
+        self.rests.append((data, taken))
 
     def goAway(self) -> None:
         self.gone = True
@@ -499,3 +504,76 @@ def test_a_commit_of_one_change_is_delivered_as_a_change() -> None:
     notifier.subscribe(watcher, "/d.html", None)
     notifier.changedAll([change(sequence=4)])
     assert (watcher.batches, [d.change.sequence for d in watcher.received]) == ([], [4])
+
+
+# The express lane
+
+
+class Socket:
+    """An express lane's C{send}: takes up to C{room} bytes a call, or raises C{error}."""
+
+    def __init__(self, room: int = 10**9, error: OSError | None = None) -> None:
+        self.room, self.error = room, error
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        self.sent.append(data[:self.room])
+        return min(len(data), self.room)
+
+
+def test_a_watcher_in_its_express_lane_is_sent_the_plain_frames_without_a_call_into_it() -> None:
+    notifier = DocumentChangeNotifier()
+    socket = Socket()
+    watcher = FakeWatcher(express=socket.send)
+    notifier.subscribe(watcher, "/d.html", None)
+    one = change()
+    notifier.changed(one)
+    two, three = change(sequence=2), change("#b", sequence=3)
+    notifier.changedAll([two, three])
+    assert socket.sent == [Delivery(one).plainFrame(),
+                           Delivery(two).plainFrame() + Delivery(three).plainFrame()]
+    assert watcher.received == [] and watcher.rests == []
+    assert notifier.delivered == 3
+
+
+@pytest.mark.parametrize("socket, taken", [(Socket(room=5), 5),
+                                           (Socket(error=BlockingIOError()), 0),
+                                           (Socket(error=ConnectionResetError()), 0)])
+def test_what_an_express_send_does_not_take_is_handed_back_to_its_watcher(
+        socket: Socket, taken: int) -> None:
+    notifier = DocumentChangeNotifier()
+    watcher = FakeWatcher(express=socket.send)
+    notifier.subscribe(watcher, "/d.html", None)
+    item = change()
+    notifier.changed(item)
+    assert watcher.rests == [(Delivery(item).plainFrame(), taken)]
+    assert watcher.received == []
+
+
+def test_frames_over_the_express_size_are_delivered_through_the_watcher() -> None:
+    from rustybeam.wire import EXPRESS_BYTES
+
+    notifier = DocumentChangeNotifier()
+    socket = Socket()
+    watcher = FakeWatcher(express=socket.send)
+    notifier.subscribe(watcher, "/d.html", None)
+    big = Change("PUT", "/d.html", "#a", 1, "x" * EXPRESS_BYTES)
+    notifier.changed(big)
+    assert socket.sent == [] and [d.change for d in watcher.received] == [big]
+
+
+def test_an_express_watcher_that_fails_does_not_stop_the_others_and_is_counted() -> None:
+    notifier = DocumentChangeNotifier()
+
+    class Broken(FakeWatcher):
+        def deliverRest(self, data: bytes, taken: int) -> None:
+            raise RuntimeError("boom")
+
+    good = Socket()
+    notifier.subscribe(Broken(express=Socket(error=ConnectionResetError()).send), "/d.html", None)
+    notifier.subscribe(FakeWatcher(express=good.send), "/d.html", None)
+    notifier.changed(change())
+    assert len(good.sent) == 1
+    assert notifier.delivered == 1
