@@ -552,16 +552,48 @@ def test_what_an_express_send_does_not_take_is_handed_back_to_its_watcher(
     assert watcher.received == []
 
 
+def _frameOfSize(size: int, sequence: int) -> Change:
+    """A change whose plain frame is C{size} bytes."""
+    length = size
+    for _ in range(10):
+        change = Change("PUT", "/d.html", "#a", sequence, "x" * length)
+        over = len(Delivery(change).plainFrame()) - size
+        if over == 0:
+            return change
+        length -= over
+    raise AssertionError(f"no change has a plain frame of {size} bytes")
+
+
 def test_frames_over_the_express_size_are_delivered_through_the_watcher() -> None:
     from rustybeam.wire import EXPRESS_BYTES
 
     notifier = DocumentChangeNotifier()
-    socket = Socket()
-    watcher = FakeWatcher(express=socket.send)
-    notifier.subscribe(watcher, "/d.html", None)
-    big = Change("PUT", "/d.html", "#a", 1, "x" * EXPRESS_BYTES)
+    sockets = [Socket(), Socket()]
+    watchers = [FakeWatcher(express=s.send) for s in sockets]
+    for watcher in watchers:
+        notifier.subscribe(watcher, "/d.html", None)
+    largest, big = _frameOfSize(EXPRESS_BYTES, 1), _frameOfSize(EXPRESS_BYTES + 1, 2)
+    notifier.changed(largest)
     notifier.changed(big)
-    assert socket.sent == [] and [d.change for d in watcher.received] == [big]
+    assert [len(data) for s in sockets for data in s.sent] == [EXPRESS_BYTES] * 2
+    assert [[d.change for d in w.received] for w in watchers] == [[big], [big]]
+
+
+def test_a_commit_is_counted_per_change_and_its_failures_are_logged_with_the_document() -> None:
+    from twisted.logger import capturedLogs, formatEvent
+
+    notifier = DocumentChangeNotifier()
+
+    class Broken(FakeWatcher):
+        def deliverAll(self, batch: Batch) -> None:
+            raise RuntimeError("boom")
+
+    for w in (FakeWatcher(), FakeWatcher(), Broken(), Broken()):
+        notifier.subscribe(w, "/d.html", None)
+    with capturedLogs() as events:
+        notifier.changedAll([change(), change(sequence=2)])
+    assert notifier.delivered == 4
+    assert [formatEvent(e) for e in events] == ["delivering /d.html failed"] * 2
 
 
 def test_an_express_watcher_that_fails_does_not_stop_the_others_and_is_counted() -> None:

@@ -86,8 +86,8 @@ def test_a_write_after_the_peer_has_gone_is_left_to_the_transport(pair: tuple) -
     reactor, connection, peer = pair
     peer.close()
     wire = Wire(connection)
-    wire.write(b"x" * 100)
-    wire.write(b"y" * 100)
+    assert wire.write(b"x" * 100) is True
+    assert wire.write(b"y" * 100) is True
     assert connection.doWrite() is not None  # the error is reported by Twisted's path
 
 
@@ -117,3 +117,53 @@ def test_a_write_past_the_limit_is_refused_and_nothing_is_sent(pair: tuple) -> N
     assert wire.write(b"z" * 200, limit=120) is False
     connection.doWrite()
     assert receive(peer, 120) == b"x" * 100 + b"y" * 20
+
+
+@pytest.mark.parametrize("state", ["queued", "not connected", "disconnecting", "write side closed"])
+def test_the_socket_s_send_is_handed_out_only_while_nothing_is_queued_on_an_open_connection(
+        pair: tuple, state: str) -> None:
+    reactor, connection, peer = pair
+    wire = Wire(connection)
+    assert wire.expressSend() == connection.socket.send
+    if state == "queued":
+        connection.write(b"x")
+    elif state == "not connected":
+        connection.connected = False
+    elif state == "disconnecting":
+        connection.disconnecting = True
+    else:
+        connection._writeDisconnected = True
+    assert wire.expressSend() is None
+
+
+def test_a_write_the_kernel_refuses_whole_is_queued_whole(pair: tuple) -> None:
+    reactor, connection, peer = pair
+    filled = 0
+    while True:
+        try:
+            filled += connection.socket.send(b"f" * 65536)
+        except BlockingIOError:
+            break
+    wire = Wire(connection)
+    assert wire.write(b"after") is True
+    assert wire.pending() == 5
+    received = b""
+    while len(received) < filled + 5:
+        received += peer.recv(1 << 20)
+        connection.doWrite()
+    assert received == b"f" * filled + b"after"
+
+
+def test_a_write_with_nothing_queued_may_reach_the_limit_but_not_pass_it(pair: tuple) -> None:
+    reactor, connection, peer = pair
+    wire = Wire(connection)
+    assert wire.write(b"y" * 121, limit=120) is False
+    assert wire.write(b"z" * 120, limit=120) is True
+    assert receive(peer, 120) == b"z" * 120
+
+
+def test_pending_counts_what_twisted_has_not_written_of_its_buffer(pair: tuple) -> None:
+    reactor, connection, peer = pair
+    connection.dataBuffer, connection.offset = b"z" * 50, 30
+    connection.write(b"x" * 7)
+    assert Wire(connection).pending() == 20 + 7
