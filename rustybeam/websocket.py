@@ -126,18 +126,22 @@ every frame, rustybeam never reads it, and one per connection costs about 1 KB."
 _MISSING = object()
 
 
-def _leavesTheLane(slot: str, doc: str) -> Any:
-    """A property of what a connection is sent, kept in C{slot}: setting it takes the
+class _LeavesTheLane:
+    """An attribute of what a connection is sent, kept in a slot: setting it takes the
     connection out of its express lane (the plain frames may no longer be its own)."""
 
-    def get(self: DocumentWebSocketProtocol) -> Any:
-        return getattr(self, slot)
+    def __init__(self, slot: str, doc: str) -> None:
+        self.slot = slot
+        self.__doc__ = doc
 
-    def set(self: DocumentWebSocketProtocol, value: Any) -> None:
-        self.express = None
-        setattr(self, slot, value)
+    def __get__(self, protocol: DocumentWebSocketProtocol | None, owner: type | None = None) -> Any:
+        if protocol is None:
+            return self
+        return getattr(protocol, self.slot)
 
-    return property(get, set, doc=doc)
+    def __set__(self, protocol: DocumentWebSocketProtocol, value: Any) -> None:
+        protocol.express = None
+        setattr(protocol, self.slot, value)
 
 
 class DocumentWebSocketProtocol(WebSocketServerProtocol):
@@ -164,9 +168,9 @@ class DocumentWebSocketProtocol(WebSocketServerProtocol):
     _viewer: IViewer | None
     _sequenced: bool
     _compactMode: bool
-    viewer = _leavesTheLane("_viewer", "Who reads, or C{None}: the connection is not authenticated.")
-    sequenced = _leavesTheLane("_sequenced", "Whether StreamItems carry their sequence number.")
-    compact = _leavesTheLane("_compactMode", "Whether replies and StreamItems are binary zlib JSON.")
+    viewer = _LeavesTheLane("_viewer", "Who reads, or C{None}: the connection is not authenticated.")
+    sequenced = _LeavesTheLane("_sequenced", "Whether StreamItems carry their sequence number.")
+    compact = _LeavesTheLane("_compactMode", "Whether replies and StreamItems are binary zlib JSON.")
     _deflateBits: int
     """0: no permessage-deflate; else the window bits of the shared compressed frames
     (no server context takeover); -1: this connection compresses with its own context."""

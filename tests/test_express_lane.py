@@ -165,12 +165,13 @@ def test_a_dropped_connection_leaves_the_lane(peer: Peer) -> None:
     assert peer.protocol.express is None
 
 
+@pytest.mark.parametrize("backlog, lane", [(EXPRESS_BYTES - 1, False), (EXPRESS_BYTES, True)])
 def test_a_backlog_limit_below_an_express_write_keeps_the_connection_out_of_the_lane(
-        reactor: EPollReactor) -> None:
-    peer = Peer(reactor, backlog=EXPRESS_BYTES - 1)
+        reactor: EPollReactor, backlog: int, lane: bool) -> None:
+    peer = Peer(reactor, backlog=backlog)
     try:
         peer.notifier.changed(peer.change())
-        assert peer.protocol.express is None
+        assert (peer.protocol.express is not None) is lane
         assert items(peer, peer.frames(1)) == [1]
     finally:
         peer.close()

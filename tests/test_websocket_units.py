@@ -141,6 +141,22 @@ def test_slow_consumer_limit_counts_the_bytes_already_queued() -> None:
     assert notifier.watchers == 0
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_sequenced_connection_that_falls_behind_is_closed_too(batch: bool) -> None:
+    protocol, transport, notifier = openConnection(limit=10**9)
+    protocol.sequenced = True
+    handshake = pendingBytes(transport)
+    protocol.factory.options = replace(protocol.factory.options, maxBacklogBytes=handshake + 100)
+    items = [Change("PUT", "/d.html", "#a", n, "x" * 1000) for n in (1, 2)]
+    if batch:
+        notifier.changedAll(items)
+    else:
+        notifier.changed(items[0])
+    assert protocol.state == DocumentWebSocketProtocol.STATE_CLOSING
+    close = b"".join(transport._tempDataBuffer)[handshake:]
+    assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == 1008
+
+
 def test_bucket_allows_a_burst_then_the_sustained_rate() -> None:
     bucket = _Bucket(tokens=3.0, stamp=0.0)
     assert [bucket.take(0.0, rate=2.0, burst=3) for _ in range(4)] == [True, True, True, False]
@@ -519,14 +535,17 @@ def _writes(client: Client, deliver: Callable[[], None]) -> int:
     return len(client.transport._tempDataBuffer) - before
 
 
-@pytest.mark.parametrize("form", ["plain", "sequenced", "viewer"])
+@pytest.mark.parametrize("form", ["plain", "sequenced", "viewer", "compact", "deflate"])
 def test_a_batch_is_one_write_of_the_frames_the_changes_would_get_one_by_one(
         tmp_path: Path, form: str) -> None:
     (tmp_path / "one").mkdir()
     (tmp_path / "batched").mkdir()
-    one, batched = Client(tmp_path / "one"), Client(tmp_path / "batched")
+    extensions = "permessage-deflate" if form == "deflate" else ""
+    one, batched = (Client(tmp_path / "one", extensions=extensions),
+                    Client(tmp_path / "batched", extensions=extensions))
     for c in (one, batched):
         c.protocol.sequenced = form == "sequenced"
+        c.protocol.compact = form == "compact"
         if form == "viewer":
             c.protocol.viewer = Redacting()  # type: ignore[assignment]
     items = [change("#a", sequence=1), change("#t", sequence=2)]
