@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import deferLater
 
 from conftest import DOCUMENTS, FIXTURES, HERE, Server, Watcher
 from redisserver import RedisServer
@@ -930,24 +930,28 @@ async def test_each_entry_of_a_group_commit_but_the_last_says_more_follow(tmp_pa
 
 class RecordingReplica:
     """A replica that records each entry offered to it, with the reactor turn it was
-    offered in (a count of the turns that began since)."""
+    offered in: the turn's number moves on once the reactor has run past the turn of
+    an offer, so offers made in one turn share it."""
 
     origin = 0
 
     def __init__(self) -> None:
         self.offered: list[tuple[int, int]] = []
-        self.turns = 0
-        self._ticking = LoopingCall(self._tick)
-        self._ticking.start(0.001)
+        self.turn = 0
+        self._next: object = None
 
-    def _tick(self) -> None:
-        self.turns += 1
+    def _turnOver(self) -> None:
+        self.turn += 1
+        self._next = None
 
     def stop(self) -> None:
-        self._ticking.stop()
+        if self._next is not None:
+            self._next.cancel()  # type: ignore[attr-defined]
 
     def offer(self, entry: Entry) -> None:
-        self.offered.append((entry.sequence, self.turns))
+        self.offered.append((entry.sequence, self.turn))
+        if self._next is None:
+            self._next = reactor.callLater(0, self._turnOver)
 
     async def install(self, snapshot: object) -> None:
         pass

@@ -515,6 +515,7 @@ async def test_writes_made_in_one_reactor_turn_form_one_group_commit(
     s.store.onChanges = lambda changes: reports.append([c.content for c in changes])
     written = countWrites(monkeypatch)
     pending = [s.store.append(s.page, css("#l"), f"<li>{i}</li>".encode()) for i in range(1, 4)]
+    assert not any(d.called for d in pending)
     await DeferredList(pending, fireOnOneErrback=True)
     assert len(written) == 1  # not [1] alone, then [2, 3]
     assert reports == [["<li>1</li>", "<li>2</li>", "<li>3</li>"]]
